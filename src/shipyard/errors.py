@@ -1,0 +1,117 @@
+"""Every error shipyard raises on purpose.
+
+    ShipyardError                     base; the CLI prints its message without a traceback
+    ├── ConfigError                   a shipyard.toml or setting is wrong (names file and field)
+    ├── RepositoryError               a path is not a usable git repository, or git failed
+    │   ├── DirtyRepositoryError      uncommitted changes are in the way
+    │   └── PatchError                a patch does not apply
+    ├── SandboxError                  the sandbox could not start or misbehaved
+    │   └── SandboxUnavailable        bubblewrap is missing or not permitted on this host
+    ├── PackageIndexError             the package index is unreachable or answered nonsense
+    ├── DependencyError               manifests could not be read, edited or resolved
+    ├── GateError                     a gate could not run (not: a gate that ran and failed)
+    ├── StoreError                    the run store is unreadable or a record is missing
+    │   └── NotFound                  a run, review or other record does not exist
+    ├── DeliveryError                 a merge or other delivery step could not be done
+    └── BlueprintError                an unknown blueprint, or a blueprint used wrongly
+
+Third-party errors (subprocess, httpx, SQLAlchemy, pydantic) are mapped to these at the boundary
+with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class ShipyardError(Exception):
+    """Base class. The message says what happened and what to do about it."""
+
+    exit_code = 1
+
+
+class ConfigError(ShipyardError):
+    """A configuration file or setting is invalid."""
+
+    exit_code = 2
+
+
+class RepositoryError(ShipyardError):
+    """A path is not a usable git repository, or a git command failed."""
+
+    exit_code = 3
+
+
+class DirtyRepositoryError(RepositoryError):
+    """The repository has uncommitted changes that would be in the way."""
+
+
+class PatchError(RepositoryError):
+    """A patch file is unreadable or does not apply to the base commit."""
+
+
+class SandboxError(ShipyardError):
+    """The sandbox failed to start or behaved unexpectedly."""
+
+    exit_code = 4
+
+
+class SandboxUnavailable(SandboxError):
+    """No usable sandbox backend on this host."""
+
+
+class PackageIndexError(ShipyardError):
+    """The package index could not be reached or returned an unusable answer."""
+
+    exit_code = 5
+
+
+
+class DependencyError(ShipyardError):
+    """Manifests could not be parsed, edited or resolved."""
+
+    exit_code = 5
+
+
+class GateError(ShipyardError):
+    """A gate could not be run at all."""
+
+    exit_code = 6
+
+
+class StoreError(ShipyardError):
+    """The run store failed."""
+
+    exit_code = 7
+
+
+class NotFound(StoreError):
+    """A run, review or other record does not exist."""
+
+
+class DeliveryError(ShipyardError):
+    """A delivery step (merge, branch update) could not be done."""
+
+    exit_code = 8
+
+
+class BlueprintError(ShipyardError):
+    """An unknown blueprint, or parameters it cannot use."""
+
+    exit_code = 2
+
+
+__all__ = [
+    "BlueprintError",
+    "ConfigError",
+    "DeliveryError",
+    "DependencyError",
+    "DirtyRepositoryError",
+    "GateError",
+    "NotFound",
+    "PackageIndexError",
+    "PatchError",
+    "RepositoryError",
+    "SandboxError",
+    "SandboxUnavailable",
+    "ShipyardError",
+    "StoreError",
+]
