@@ -1,0 +1,47 @@
+"""The Forge protocol: where verified changes are delivered (a local repository, a hosted forge)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from shipyard.workspace import Workspace
+
+
+class Forge(Protocol):
+    """A place that holds the user's branches. Every method is safe to call again after a crash.
+
+    Branch names are short names (``main``, ``shipyard/<run-id>``), never ``refs/heads/...``.
+    """
+
+    name: str
+
+    def publish(self, workspace: Workspace) -> None:
+        """Make ``workspace.branch`` exist here, pointing at the workspace branch's head."""
+        ...
+
+    def merge(
+        self, branch: str, target: str, *, message: str, expected_target: str | None = None
+    ) -> str:
+        """Merge ``branch`` into ``target`` with a merge commit; returns that commit.
+
+        If ``branch`` is already merged, returns the existing merge commit instead of merging again.
+        ``expected_target`` is where the decision saw ``target``; if it moved, nothing is done.
+        """
+        ...
+
+    def ensure_branch(self, name: str, *, start: str) -> None:
+        """Create branch ``name`` at ``start`` unless it exists; an existing one is left alone."""
+        ...
+
+    def branch_head(self, name: str) -> str | None:
+        """The commit ``name`` points at, or None when there is no such branch."""
+        ...
+
+    def delete_branch(self, name: str) -> None:
+        """Delete branch ``name``; deleting a branch that does not exist does nothing."""
+        ...
+
+    def branches(self, prefix: str = "shipyard/") -> dict[str, str]:
+        """Branches whose names start with ``prefix``, each with the commit it points at."""
+        ...
