@@ -21,6 +21,12 @@ with ``raise ... from exc``.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class ShipyardError(Exception):
     """Base class. The message says what happened and what to do about it."""
@@ -99,6 +105,26 @@ class BlueprintError(ShipyardError):
     exit_code = 2
 
 
+def format_validation_error(exc: ValidationError, source: Path | str, *, prefix: str = "") -> str:
+    """One line per problem: ``file: dotted.field: what is wrong — how to fix``."""
+    lines = []
+    for err in exc.errors():
+        field = prefix + ".".join(str(p) for p in err["loc"])
+        hint = _HINTS.get(err["type"], "")
+        lines.append(f"{source}: {field}: {err['msg']}{hint}")
+    return "\n".join(lines)
+
+
+_HINTS = {
+    "extra_forbidden": " — remove it or check its spelling (see docs/configuration.md)",
+    "missing": " — add this field",
+    "int_parsing": " — use a whole number",
+    "float_parsing": " — use a number",
+    "list_type": " — use a list, for example [\"a\", \"b\"]",
+    "string_type": " — use a quoted string",
+}
+
+
 __all__ = [
     "BlueprintError",
     "ConfigError",
@@ -114,4 +140,5 @@ __all__ = [
     "SandboxUnavailable",
     "ShipyardError",
     "StoreError",
+    "format_validation_error",
 ]

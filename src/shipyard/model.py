@@ -135,6 +135,8 @@ class TestReport:
     exit_code: int = 0
     duration_seconds: float = 0.0
     output_tail: str = ""
+    install_failed: bool = False
+    timed_out: bool = False
 
     def ids_with(self, *outcomes: str) -> tuple[str, ...]:
         return tuple(c.id for c in self.cases if c.outcome in outcomes)
