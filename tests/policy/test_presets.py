@@ -227,3 +227,9 @@ def test_errors_in_pyproject_use_its_table_path() -> None:
     assert str(info.value).startswith(
         "repo/pyproject.toml: tool.shipyard.policy.limits.review_max_lines:"
     )
+
+
+def test_exclusive_bounds_are_explained_as_such() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_policy("seed", {"post_merge": {"rollback_error_rate_points": 0}})
+    assert str(info.value).endswith("— use a number above 0 and at most 100")

@@ -218,10 +218,15 @@ def _range_hint(info: FieldInfo | None) -> str:
     if info is None:
         return ""
     low = high = None
+    above = False  # an exclusive lower bound (gt) reads differently from an inclusive one
     for item in info.metadata:
-        low = getattr(item, "ge", getattr(item, "gt", low))
+        if getattr(item, "gt", None) is not None:
+            low, above = item.gt, True
+        low = getattr(item, "ge", low)
         high = getattr(item, "le", getattr(item, "lt", high))
     noun = "a whole number" if info.annotation is int else "a number"
+    if above:
+        return f"use {noun} above {low:g}" + (f" and at most {high:g}" if high is not None else "")
     if low is not None and high is not None:
         return f"use {noun} between {low:g} and {high:g}"
     if low is not None:
