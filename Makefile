@@ -1,0 +1,49 @@
+# shipyard: `make demo` runs the main job on the bundled example; `make test` runs every check.
+# Both set up everything they need: Debian packages, the virtual environment, the example index.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+INDEX  := build/example-index
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup system demo test lint typecheck pytest bench clean
+
+setup: system $(STAMP) $(INDEX)/.built
+
+system:
+	@bash scripts/ensure-system.sh
+
+$(STAMP): pyproject.toml requirements/lock.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
+	@$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements/lock.txt
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+# Example packages in several versions, plus the test tools the example's gates install offline.
+$(INDEX)/.built: $(STAMP) $(shell find examples/packages -type f 2>/dev/null)
+	@$(BIN)/python examples/packages/build.py $(INDEX)
+	@touch $@
+
+demo: setup
+	@$(BIN)/python examples/demo.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy src/shipyard
+
+pytest: setup
+	SHIPYARD_EXAMPLE_INDEX=$(CURDIR)/$(INDEX) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+test: setup lint typecheck pytest
+
+bench: setup
+	$(BIN)/python benchmarks/time_to_decision.py
+
+clean:
+	rm -rf build .shipyard .pytest_cache .mypy_cache .ruff_cache

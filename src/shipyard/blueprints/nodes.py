@@ -1,0 +1,163 @@
+"""Deterministic nodes every blueprint shares: prepare, verify, decide, deliver, report.
+
+Only ``deliver`` touches the user's repository, and only after a decision (DESIGN invariant 7).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from shipyard.blueprints.engine import RunContext
+from shipyard.config import load_config
+from shipyard.delivery.deliver import deliver_decision
+from shipyard.delivery.report import write_report
+from shipyard.events import EventType
+from shipyard.gates.harness import Harness
+from shipyard.gates.tests import compare, gate_result
+from shipyard.model import ChangeFacts, ChangeType, Decision, TestReport
+from shipyard.policy import decide, load_policy
+from shipyard.sandbox import get_sandbox
+from shipyard.workspace import Workspace, inspect_repo
+
+DEFAULT_INDEX = "https://pypi.org/simple/"
+
+
+def prepare(ctx: RunContext) -> None:
+    """Check the repository, read its configuration, and clone a workspace at the target's head."""
+    info = inspect_repo(Path(ctx.task.repo))
+    loaded = load_config(info.path)
+    ctx.config = loaded
+    policy = load_policy(
+        loaded.config.preset, loaded.config.policy_overrides, source=loaded.source_name
+    )
+    target = loaded.config.repo.target_branch or info.branch
+    if not target:
+        from shipyard.errors import RepositoryError
+
+        raise RepositoryError(
+            f"{info.path}: HEAD is detached and shipyard.toml sets no repo.target_branch; "
+            "check out the branch changes should land on, or set [repo] target_branch."
+        )
+    workspace = Workspace.create(
+        info.path, base_ref=target, run_id=ctx.run_id, root=ctx.home / "workspaces"
+    )
+    ctx.values.update(repo_info=info, workspace=workspace, target=target, policy=policy)
+    ctx.emit(
+        EventType.LOG,
+        {
+            "message": f"workspace at {target} {workspace.base_commit[:12]}",
+            "config": loaded.source_name,
+            "policy": policy.name,
+            "base": workspace.base_commit,
+            "target": target,
+        },
+    )
+    ctx.values["summary"] = f"{target} at {workspace.base_commit[:12]}, policy {policy.name}"
+
+
+def record_commit(ctx: RunContext, message: str) -> str:
+    """Commit the workspace's change on the run branch and record it."""
+    workspace: Workspace = ctx.values["workspace"]
+    commit = workspace.commit(message)
+    diff = workspace.diff_facts(workspace.base_commit, commit)
+    ctx.values.update(commit=commit, diff=diff)
+    ctx.emit(
+        EventType.CHANGE_COMMITTED,
+        {
+            "branch": workspace.branch,
+            "commit": commit,
+            "base": workspace.base_commit,
+            "files": [f.path for f in diff.files],
+            "lines_added": diff.lines_added,
+            "lines_deleted": diff.lines_deleted,
+        },
+    )
+    ctx.values["summary"] = (
+        f"{diff.files_changed} file(s), +{diff.lines_added} -{diff.lines_deleted} on {workspace.branch}"
+    )
+    return commit
+
+
+def verify(ctx: RunContext) -> None:
+    """Measure the base and the change with the harness, each on its committed tree in a fresh sandbox."""
+    assert ctx.config is not None
+    workspace: Workspace = ctx.values["workspace"]
+    index_url = str(
+        ctx.task.params.get("index_url") or ctx.config.config.deps.index_url or DEFAULT_INDEX
+    )
+    harness = Harness(
+        sandbox=get_sandbox("bwrap"),
+        config=ctx.config.config.gates,
+        index_url=index_url,
+        cache_dir=ctx.home / "cache",
+    )
+    reports: dict[str, TestReport] = {}
+    for phase, commit in (("baseline", workspace.base_commit), ("change", ctx.values["commit"])):
+        report = harness.measure(workspace.path, commit, scratch=ctx.run_dir / phase, phase=phase)
+        result = gate_result(report, phase=phase)
+        reports[phase] = report
+        ctx.emit(
+            EventType.GATE_FINISHED,
+            {
+                "gate": result.gate,
+                "phase": phase,
+                "passed": result.passed,
+                "summary": result.summary,
+                "facts": result.facts,
+                "seconds": result.duration_seconds,
+            },
+        )
+    comparison = compare(reports["baseline"], reports["change"])
+    facts = ChangeFacts(
+        change_type=ChangeType(ctx.task.params.get("change_type", ChangeType.OTHER)),
+        diff=ctx.values["diff"],
+        pass_rate=comparison.pass_rate,
+        static_errors=0,
+        coverage_percent=comparison.coverage_percent,
+        coverage_delta=comparison.coverage_delta,
+        failing_tests=comparison.failing,
+        gates_ran=bool(reports["change"].cases) or reports["change"].install_failed,
+    )
+    ctx.values.update(facts=facts, comparison=comparison, reports=reports)
+    ctx.values["summary"] = (
+        f"pass rate {comparison.pass_rate:.2%} over {comparison.counted} tests"
+        + (f", {len(comparison.failing)} failing" if comparison.failing else "")
+        + (
+            f", coverage {comparison.coverage_percent:.1f} % ({comparison.coverage_delta:+.1f})"
+            if comparison.coverage_percent is not None and comparison.coverage_delta is not None
+            else ""
+        )
+    )
+
+
+def decide_node(ctx: RunContext) -> None:
+    """Apply the policy to the measured facts. Pure: the policy sees facts, not the workspace."""
+    decision = decide(ctx.values["facts"], ctx.values["policy"])
+    ctx.values["decision"] = decision
+    ctx.emit(EventType.DECISION_MADE, decision_data(decision))
+    ctx.values["summary"] = f"{decision.action.value} ({len(decision.reasons)} rule(s) fired)"
+
+
+def decision_data(decision: Decision) -> dict[str, Any]:
+    return {
+        "action": decision.action.value,
+        "reasons": [
+            {"rule": r.rule, "action": r.action.value, "message": r.message}
+            for r in decision.reasons
+        ],
+        "inputs": decision.inputs,
+        "policy": decision.policy,
+    }
+
+
+def deliver(ctx: RunContext) -> None:
+    """Carry out the decision on the user's repository through the forge."""
+    outcome = deliver_decision(ctx)
+    ctx.values["summary"] = outcome
+
+
+def finish(ctx: RunContext) -> None:
+    """Write the run's markdown report, whatever the outcome, and point to it from the log."""
+    path = write_report(ctx)
+    ctx.emit(EventType.LOG, {"message": f"report written to {path}", "report": str(path)})

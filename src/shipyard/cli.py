@@ -1,0 +1,260 @@
+"""The ``shipyard`` command line. It only parses, calls the application layer and renders."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from shipyard import __version__
+from shipyard.app import App
+from shipyard.config import CONFIG_FILE
+from shipyard.console import (
+    Progress,
+    console,
+    err_console,
+    print_json,
+    runs_table,
+    status_text,
+    timeline_table,
+    why,
+)
+from shipyard.errors import ConfigError, ShipyardError
+from shipyard.events import RunState
+from shipyard.model import ChangeType, RunStatus
+
+app = typer.Typer(
+    help="Run coding agents unattended: sandboxed changes, verified by gates, delivered by policy.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+run_app = typer.Typer(help="Start a blueprint on a repository.", no_args_is_help=True)
+runs_app = typer.Typer(help="Look at runs and their timelines.", no_args_is_help=True)
+review_app = typer.Typer(help="Changes that wait for a person.", no_args_is_help=True)
+index_app = typer.Typer(
+    help="A local package index (PEP 503/691) for offline use.", no_args_is_help=True
+)
+app.add_typer(run_app, name="run")
+app.add_typer(runs_app, name="runs")
+app.add_typer(review_app, name="review")
+app.add_typer(index_app, name="index")
+
+T = TypeVar("T")
+RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository to change.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+IndexOpt = Annotated[
+    str | None,
+    typer.Option("--index-url", help="Package index (simple API) to read releases from."),
+]
+
+FINISHED_BADLY = {RunStatus.FAILED}
+
+
+@contextmanager
+def _app(json_out: bool, *, progress: bool = True) -> Iterator[App]:
+    listener = None if json_out or not progress else Progress()
+    if listener is not None:
+        listener.__enter__()
+    shipyard = App(listener=listener)
+    try:
+        yield shipyard
+    finally:
+        shipyard.close()
+        if listener is not None:
+            listener.__exit__(None, None, None)
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Run a command body; user errors become one red line and the error's exit code."""
+    try:
+        return fn()
+    except ShipyardError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _finish(states: list[RunState], json_out: bool) -> None:
+    if json_out:
+        print_json(states)
+    elif states:
+        console.print()
+        console.print(runs_table(states, title="Summary"))
+    if any(s.status in FINISHED_BADLY for s in states):
+        raise typer.Exit(1)
+
+
+@app.callback()
+def main_callback(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log library details.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
+
+
+@app.command()
+def version() -> None:
+    """Print shipyard's version."""
+    console.print(f"shipyard {__version__}")
+
+
+@app.command()
+def init(repo: RepoOpt = Path(".")) -> None:
+    """Write a shipyard.toml with the seed policy into a repository."""
+    path = repo / CONFIG_FILE
+
+    def body() -> None:
+        if not repo.is_dir():
+            raise ConfigError(f"{repo}: no such directory; pass the repository with --repo.")
+        if path.exists():
+            raise ConfigError(
+                f"{path} already exists; edit it instead (see docs/configuration.md)."
+            )
+        path.write_text(DEFAULT_CONFIG, encoding="utf-8")
+
+    _guard(body)
+    console.print(f"wrote {path} (policy preset: seed). Commit it, then try `shipyard run deps`.")
+
+
+@run_app.command("deps")
+def run_deps(
+    repo: RepoOpt = Path("."), index_url: IndexOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Find outdated pins and verify each update in a sandbox; deliver each by policy."""
+
+    def body() -> list[RunState]:
+        with _app(json_out) as shipyard:
+            plan = shipyard.run_deps(repo=repo, index_url=index_url)
+            if not plan.updates and not json_out:
+                console.print("every pinned requirement is up to date")
+            return plan.runs
+
+    _finish(_guard(body), json_out)
+
+
+@app.command()
+def submit(
+    patch: Annotated[Path, typer.Option("--patch", help="Unified diff to apply.")],
+    change_type: Annotated[ChangeType, typer.Option("--type", help="Declared change type.")],
+    repo: RepoOpt = Path("."),
+    title: Annotated[str, typer.Option("--title", help="One line describing the change.")] = "",
+    index_url: IndexOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify a patch produced elsewhere and deliver it by policy."""
+
+    def body() -> RunState:
+        with _app(json_out) as shipyard:
+            return shipyard.submit(
+                repo=repo, patch=patch, change_type=change_type, title=title, index_url=index_url
+            )
+
+    _finish([_guard(body)], json_out)
+
+
+@runs_app.command("list")
+def runs_list(
+    status: Annotated[RunStatus | None, typer.Option(help="Only runs in this state.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """List recent runs."""
+    with _app(json_out, progress=False) as shipyard:
+        states = _guard(lambda: shipyard.runs(limit=limit, status=status))
+    if json_out:
+        print_json(states)
+    else:
+        console.print(runs_table(states))
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, json_out: JsonOpt = False) -> None:
+    """Show a run: its outcome, why, and the timeline of its events."""
+    with _app(json_out, progress=False) as shipyard:
+        state = _guard(lambda: shipyard.run(run_id))
+        events = shipyard.store.events(state.run_id)
+    if json_out:
+        print_json({"run": state, "events": events})
+        return
+    console.print(
+        f"[bold]run {state.run_id}[/]  {status_text(state)}  {state.task.get('title', '')}"
+    )
+    if why(state):
+        console.print(f"why: {why(state)}")
+    console.print(timeline_table(events))
+
+
+@review_app.command("list")
+def review_list(json_out: JsonOpt = False) -> None:
+    """Runs whose change waits for a person's approval."""
+    with _app(json_out, progress=False) as shipyard:
+        states = _guard(shipyard.reviews)
+    if json_out:
+        print_json(states)
+    elif not states:
+        console.print("nothing waits for review")
+    else:
+        console.print(runs_table(states, title="Waiting for review", branches=True))
+
+
+CommentOpt = Annotated[str, typer.Option("--comment", "-m", help="Why; kept in the record.")]
+ByOpt = Annotated[str | None, typer.Option("--by", help="Who decides (default: your user).")]
+
+
+@review_app.command("approve")
+def review_approve(
+    run_id: str, comment: CommentOpt = "", by: ByOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Approve a change: it is merged into the branch it was verified against."""
+    with _app(json_out, progress=False) as shipyard:
+        state = _guard(lambda: shipyard.approve(run_id, by=by, comment=comment))
+    if json_out:
+        print_json(state)
+    else:
+        console.print(f"run {state.run_id}: {status_text(state)} into {state.delivered_target}")
+
+
+@review_app.command("reject")
+def review_reject(
+    run_id: str, comment: CommentOpt = "", by: ByOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Reject a change: nothing is merged and its branch is deleted."""
+    with _app(json_out, progress=False) as shipyard:
+        state = _guard(lambda: shipyard.reject(run_id, by=by, comment=comment))
+    if json_out:
+        print_json(state)
+    else:
+        console.print(f"run {state.run_id}: {status_text(state)}")
+
+
+@index_app.command("serve")
+def index_serve(
+    directory: Annotated[Path, typer.Argument(help="Folder of wheels and sdists.")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 0,
+) -> None:
+    """Serve a folder of distributions as a package index on loopback until interrupted."""
+    from shipyard.deps.localindex import serve_forever
+
+    _guard(lambda: serve_forever(directory, port=port))
+
+
+DEFAULT_CONFIG = """\
+# shipyard configuration: see docs/configuration.md
+[policy]
+preset = "seed"            # or "strict"; override parts below, e.g. [policy.paths]
+
+[gates.tests]
+paths = ["tests"]
+requirements = ["requirements.txt", "requirements-dev.txt"]
+coverage_source = ["src"]
+
+[deps]
+files = ["requirements.txt"]
+# index_url = "https://pypi.org/simple/"
+"""
+
+
+def main() -> None:
+    app()

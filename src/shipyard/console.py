@@ -1,0 +1,161 @@
+"""Rich rendering for the CLI: live progress from run events, summary tables, timelines, JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from shipyard.events import Event, EventType, RunState
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+STATUS_STYLE = {
+    "merged": "bold green",
+    "staged": "bold cyan",
+    "awaiting_review": "bold yellow",
+    "halted": "bold red",
+    "failed": "bold red",
+    "rejected": "magenta",
+    "noop": "dim",
+    "queued": "dim",
+    "running": "blue",
+}
+STATUS_LABEL = {
+    "merged": "MERGED",
+    "staged": "STAGING",
+    "awaiting_review": "REVIEW",
+    "halted": "HALTED",
+    "failed": "FAILED",
+    "rejected": "REJECTED",
+    "noop": "NOTHING TO DO",
+    "queued": "QUEUED",
+    "running": "RUNNING",
+}
+
+
+class Progress:
+    """Turns the event stream of running runs into a spinner and one line per finished node."""
+
+    def __init__(self, out: Console = console) -> None:
+        self.out = out
+        self.status = out.status("starting…", spinner="dots")
+
+    def __enter__(self) -> Progress:
+        self.status.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.status.stop()
+
+    def __call__(self, run_id: str, type_: str, data: dict[str, Any]) -> None:
+        if type_ == EventType.RUN_CREATED.value:
+            self.out.rule(f"[bold]{data.get('task', '')}[/] [dim]run {run_id}[/]", align="left")
+        elif type_ == EventType.NODE_STARTED.value:
+            self.status.update(f"[bold]{data['node']}[/] [dim]{run_id}[/]")
+        elif type_ == EventType.NODE_FINISHED.value:
+            seconds = data.get("seconds")
+            took = f" [dim]({seconds:.1f} s)[/]" if isinstance(seconds, int | float) else ""
+            self.out.print(f"  [green]✓[/] {data['node']:<8} {data.get('summary', '')}{took}")
+        elif type_ == EventType.NODE_FAILED.value:
+            self.out.print(f"  [red]✗[/] {data['node']:<8} {data.get('error', '')}")
+        elif type_ == EventType.GATE_FINISHED.value:
+            mark = "[green]pass[/]" if data.get("passed") else "[red]fail[/]"
+            self.out.print(
+                f"    gate {data['gate']} ({data.get('phase')}): {mark} {data.get('summary', '')}"
+            )
+        elif type_ == EventType.DECISION_MADE.value:
+            action = data["action"]
+            style = {"MERGE": "green", "REVIEW": "yellow", "HALT": "red"}.get(action, "cyan")
+            self.out.print(f"    decision: [bold {style}]{action}[/]")
+            for reason in data.get("reasons", []):
+                self.out.print(f"      - {reason['message']} [dim]({reason['rule']})[/]")
+
+
+def status_text(state: RunState) -> str:
+    value = state.status.value
+    return f"[{STATUS_STYLE.get(value, '')}]{STATUS_LABEL.get(value, value)}[/]"
+
+
+def runs_table(states: Sequence[RunState], *, title: str = "Runs", branches: bool = False) -> Table:
+    table = Table(title=title, title_justify="left", expand=False)
+    table.add_column("run")
+    table.add_column("task", overflow="fold")
+    table.add_column("outcome")
+    table.add_column("why", overflow="fold")
+    if branches:
+        table.add_column("branch")
+    for state in states:
+        row = [state.run_id, _title(state), status_text(state), why(state)]
+        table.add_row(*row, *([state.branch or ""] if branches else []))
+    return table
+
+
+def why(state: RunState) -> str:
+    """The one-line explanation of where a run ended."""
+    if state.error:
+        return state.error
+    if state.decision:
+        reasons = state.decision.get("reasons", [])
+        deciding = [
+            r for r in reasons if r.get("action") == state.decision.get("action")
+        ] or reasons
+        return "; ".join(r["message"] for r in deciding[:3])
+    return ""
+
+
+def _title(state: RunState) -> str:
+    return str(state.task.get("title") or state.task.get("blueprint", ""))
+
+
+def timeline_table(events: Sequence[Event]) -> Table:
+    table = Table(title="Timeline", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("time (UTC)")
+    table.add_column("event")
+    table.add_column("detail", overflow="fold")
+    for event in events:
+        table.add_row(
+            str(event.seq), f"{event.at:%H:%M:%S.%f}"[:-3], str(event.type), _detail(event)
+        )
+    return table
+
+
+def _detail(event: Event) -> str:
+    d = event.data
+    if event.type == EventType.DECISION_MADE.value:
+        return str(d["action"]) + "".join(f"\n- {r['message']}" for r in d.get("reasons", []))
+    if event.type == EventType.GATE_FINISHED.value:
+        failed = d.get("facts", {}).get("failed", [])
+        extra = "".join(f"\n  ✗ {t}" for t in failed[:10])
+        return f"{d['gate']} {d.get('phase', '')}: {d.get('summary', '')}{extra}"
+    for key in ("summary", "message", "reason", "error", "node", "branch", "commit"):
+        if d.get(key):
+            return str(d[key])
+    return ""
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, enums and datetimes as plain JSON values."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(to_jsonable(value), indent=2, sort_keys=True))

@@ -1,0 +1,87 @@
+"""A short markdown report per run, rendered from its events alone."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from shipyard.blueprints.engine import RunContext
+from shipyard.events import Event, EventType
+
+
+def write_report(ctx: RunContext) -> Path:
+    events = ctx.store.events(ctx.run_id)
+    path = ctx.run_dir / "report.md"
+    path.write_text(render_report(ctx.run_id, events), encoding="utf-8")
+    return path
+
+
+def render_report(run_id: str, events: Sequence[Event]) -> str:
+    """Title, outcome, decision with every reason, gate measurements, failing tests and the timeline."""
+    by_type: dict[str, list[Event]] = {}
+    for event in events:
+        by_type.setdefault(str(event.type), []).append(event)
+    created = by_type.get(EventType.RUN_CREATED.value, [])
+    task = created[0].data.get("task", {}) if created else {}
+    out = [f"# shipyard run {run_id}", ""]
+    out.append(f"- **Task**: {task.get('title') or task.get('blueprint', '?')}")
+    out.append(f"- **Blueprint**: {task.get('blueprint', '?')}")
+    out.append(f"- **Repository**: {task.get('repo', '?')}")
+    for commit in by_type.get(EventType.CHANGE_COMMITTED.value, []):
+        d = commit.data
+        out.append(f"- **Change**: {d['branch']} {d['commit'][:12]} on base {d['base'][:12]}")
+        out.append(f"- **Files**: {', '.join(d.get('files', [])) or '(none)'}")
+    out.append("")
+    for decision in by_type.get(EventType.DECISION_MADE.value, []):
+        d = decision.data
+        out += [f"## Decision: {d['action']} ({d.get('policy', '?')} policy)", ""]
+        out += [f"- `{r['rule']}` → {r['action']}: {r['message']}" for r in d.get("reasons", [])]
+        out.append("")
+    gates = by_type.get(EventType.GATE_FINISHED.value, [])
+    if gates:
+        out += ["## Gates", "", "| gate | phase | result | summary |", "|---|---|---|---|"]
+        for gate in gates:
+            d = gate.data
+            verdict = "pass" if d.get("passed") else "fail"
+            out.append(
+                f"| {d['gate']} | {d.get('phase', '')} | {verdict} | {d.get('summary', '')} |"
+            )
+        out.append("")
+        failed = gates[-1].data.get("facts", {}).get("failed", [])
+        if failed:
+            out += ["### Failing tests after the change", ""] + [f"- `{t}`" for t in failed] + [""]
+    outcome = _outcome(by_type)
+    if outcome:
+        out += ["## Outcome", "", outcome, ""]
+    out += ["## Timeline", "", "| time (UTC) | event | detail |", "|---|---|---|"]
+    for event in events:
+        out.append(f"| {event.at:%H:%M:%S} | {event.type} | {_detail(event)} |")
+    return "\n".join(out) + "\n"
+
+
+def _outcome(by_type: dict[str, list[Event]]) -> str:
+    for kind, text in (
+        (EventType.DELIVERY_MERGED, "Merged into {target} as `{commit}`."),
+        (EventType.DELIVERY_STAGED, "Merged into the staging branch {target} as `{commit}`."),
+        (EventType.REVIEW_REQUESTED, "Branch `{branch}` waits for review."),
+        (EventType.RUN_HALTED, "Halted: {reason}. Nothing was published."),
+        (EventType.RUN_FAILED, "Failed: {error}. The repository was not changed."),
+        (EventType.RUN_NOOP, "Nothing to do: {reason}."),
+    ):
+        found = by_type.get(kind.value)
+        if found:
+            return text.format_map(_Missing(found[-1].data))
+    return ""
+
+
+class _Missing(dict[str, object]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def _detail(event: Event) -> str:
+    d = event.data
+    for key in ("summary", "message", "node", "reason", "error", "action", "branch"):
+        if d.get(key):
+            return str(d[key]).replace("|", "\\|").replace("\n", " ")[:160]
+    return ""
