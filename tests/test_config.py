@@ -45,8 +45,12 @@ def test_unknown_field_names_file_and_dotted_field(tmp_path: Path) -> None:
 
 
 def test_wrong_type_in_pyproject_names_tool_prefix(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text('[tool.shipyard.gates.tests]\ntimeout_seconds = "soon"\n')
-    with pytest.raises(ConfigError, match=r"pyproject.toml: tool\.shipyard\.gates\.tests\.timeout_seconds"):
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.shipyard.gates.tests]\ntimeout_seconds = "soon"\n'
+    )
+    with pytest.raises(
+        ConfigError, match=r"pyproject.toml: tool\.shipyard\.gates\.tests\.timeout_seconds"
+    ):
         load_config(tmp_path)
 
 

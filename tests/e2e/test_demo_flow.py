@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import EXAMPLES, example_index, needs_bwrap
 
 sys.path.insert(0, str(EXAMPLES))
 from scenario import PATCHES, branches, head, make_repo, show
-
 from shipyard.deps.localindex import serve
 
 pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("e2e")]

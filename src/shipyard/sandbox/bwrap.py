@@ -1,0 +1,330 @@
+"""The bubblewrap sandbox: new namespaces, no capabilities, a read-only system, the workspace writable.
+
+bwrap itself starts with an explicit minimal environment and ``--clearenv``; the command sees only what
+the harness passes. Limits are rlimits set on bwrap before it starts (they are inherited by everything
+inside); wall time kills the whole tree. See docs/security.md for the threat model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from shipyard.errors import SandboxError, SandboxUnavailable
+from shipyard.sandbox import cgroups
+from shipyard.sandbox.base import WORKSPACE, CommandResult, Limits, Mount
+
+SANDBOX_UID = 1000
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+ETC_FILES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "alternatives",
+    "ssl",
+    "ca-certificates",
+    "localtime",
+    "nsswitch.conf",
+    "mime.types",
+)
+RESERVED = ("/proc", "/dev", "/tmp", "/etc", WORKSPACE)
+DEFAULT_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"}
+
+
+def bwrap_path() -> str:
+    found = shutil.which("bwrap") or ("/usr/bin/bwrap" if Path("/usr/bin/bwrap").exists() else None)
+    if found is None:
+        raise SandboxUnavailable(
+            "bubblewrap is not installed; install it with `apt-get install bubblewrap` "
+            "(or run `make setup`, which does)."
+        )
+    return found
+
+
+def ensure_available() -> str:
+    """The bubblewrap version, after proving that a sandbox can start on this host."""
+    sandbox = BwrapSandbox()
+    with tempfile.TemporaryDirectory(prefix="shipyard-probe-") as tmp:
+        result = sandbox.run(["/bin/true"], workspace=Path(tmp), limits=Limits(wall_seconds=30))
+    if not result.ok:
+        raise SandboxUnavailable(
+            f"bubblewrap cannot create a sandbox here: {result.stderr.strip() or result.exit_code}. "
+            "Unprivileged user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone=1)."
+        )
+    version = subprocess.run(
+        [bwrap_path(), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        env=DEFAULT_ENV,
+        check=False,
+    )
+    return version.stdout.strip()
+
+
+class BwrapSandbox:
+    """Runs commands under bubblewrap. One instance can run many commands, each in fresh namespaces."""
+
+    name = "bwrap"
+
+    def __init__(self, *, extra_ro_paths: Sequence[Path] = ()) -> None:
+        interpreter = Path(sys.base_prefix).resolve()
+        ro = list(extra_ro_paths)
+        if not any(str(interpreter).startswith(d + "/") for d in SYSTEM_DIRS):
+            ro.append(interpreter)
+        self.extra_ro_paths = tuple(ro)
+        self._etc = _synthetic_etc()
+
+    def interpreter(self) -> str:
+        """A python3 usable inside the sandbox: the one shipyard runs on (bound read-only)."""
+        return str(
+            Path(sys.base_prefix)
+            / "bin"
+            / f"python{sys.version_info.major}.{sys.version_info.minor}"
+        )
+
+    def argv(
+        self,
+        command: Sequence[str],
+        *,
+        workspace: Path,
+        env: Mapping[str, str],
+        mounts: Sequence[Mount],
+        cwd: str,
+        network: bool,
+        tmp_bytes: int,
+    ) -> list[str]:
+        args = [bwrap_path(), "--unshare-all", "--unshare-user", "--uid", str(SANDBOX_UID)]
+        args += [
+            "--gid",
+            str(SANDBOX_UID),
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+        ]
+        args += ["--disable-userns"] if _supports("--disable-userns") else []
+        if network:
+            args.append("--share-net")
+        for d in SYSTEM_DIRS:
+            path = Path(d)
+            if path.is_symlink():
+                args += ["--symlink", os.readlink(path), d]
+            elif path.is_dir():
+                args += ["--ro-bind", d, d]
+        args += ["--dir", "/etc"]
+        for name in ETC_FILES:
+            if (Path("/etc") / name).exists():
+                args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+        for name in ("passwd", "group", "hosts"):
+            args += ["--ro-bind", str(self._etc / name), f"/etc/{name}"]
+        for path in self.extra_ro_paths:
+            args += ["--ro-bind", str(path), str(path)]
+        args += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_bytes), "--tmpfs", "/tmp"]
+        args += ["--bind", str(workspace.resolve()), WORKSPACE]
+        git_dir = workspace / ".git"
+        if git_dir.exists():
+            args += ["--ro-bind", str(git_dir.resolve()), f"{WORKSPACE}/.git"]
+        for mount in mounts:
+            _check_mount(mount)
+            args += [
+                "--bind" if mount.writable else "--ro-bind",
+                str(mount.source.resolve()),
+                mount.target,
+            ]
+        args += ["--chdir", cwd, "--clearenv"]
+        for key, value in {**DEFAULT_ENV, **env}.items():
+            args += ["--setenv", key, value]
+        return [*args, "--", *command]
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        workspace: Path,
+        env: Mapping[str, str] | None = None,
+        mounts: Sequence[Mount] = (),
+        limits: Limits | None = None,
+        cwd: str = WORKSPACE,
+        network: bool = False,
+    ) -> CommandResult:
+        limits = limits or Limits()
+        if not workspace.is_dir():
+            raise SandboxError(f"workspace {workspace} does not exist")
+        full = self.argv(
+            argv, workspace=workspace, env=env or {}, mounts=mounts, cwd=cwd, network=network,
+            tmp_bytes=limits.tmp_bytes,
+        )  # fmt: skip
+        group = cgroups.create(max_processes=limits.max_processes, memory_bytes=limits.memory_bytes)
+        applied, preexec = _rlimits(limits, group)
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=dict(DEFAULT_ENV), close_fds=True, start_new_session=True, preexec_fn=preexec,
+            )  # fmt: skip
+        except (OSError, subprocess.SubprocessError) as exc:
+            if group is not None:
+                group.remove()
+            raise SandboxUnavailable(f"could not start bubblewrap: {exc}") from exc
+        out, err = (
+            _Capture(proc.stdout, limits.output_bytes),
+            _Capture(proc.stderr, limits.output_bytes),
+        )
+        timed_out = False
+        try:
+            proc.wait(timeout=limits.wall_seconds)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_tree(proc)
+        out.join()
+        err.join()
+        if group is not None:
+            group.remove()
+        return CommandResult(
+            argv=tuple(argv),
+            exit_code=proc.returncode if not timed_out else -signal.SIGKILL,
+            stdout=out.text(),
+            stderr=err.text(),
+            duration_seconds=round(time.monotonic() - started, 4),
+            timed_out=timed_out,
+            output_truncated=out.truncated or err.truncated,
+            limits_applied=(f"wall={limits.wall_seconds:g}s (kill process tree)", *applied),
+        )
+
+
+class _Capture:
+    """Reads a pipe in a thread, keeping at most ``limit`` bytes and draining the rest."""
+
+    def __init__(self, pipe: IO[bytes] | None, limit: int) -> None:
+        self.chunks: list[bytes] = []
+        self.kept = 0
+        self.limit = limit
+        self.truncated = False
+        self.thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self.thread.start()
+
+    def _read(self, pipe: IO[bytes] | None) -> None:
+        if pipe is None:
+            return
+        with pipe:
+            for chunk in iter(lambda: pipe.read(65536), b""):
+                room = self.limit - self.kept
+                if room > 0:
+                    self.chunks.append(chunk[:room])
+                    self.kept += min(room, len(chunk))
+                if len(chunk) > room:
+                    self.truncated = True
+
+    def join(self) -> None:
+        self.thread.join(timeout=10)
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode("utf-8", errors="replace")
+
+
+def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    # bwrap leads its own session; killing its group takes bwrap down, and --die-with-parent plus the
+    # PID namespace take every process inside down with it.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def _rlimits(
+    limits: Limits, group: cgroups.CgroupLimits | None
+) -> tuple[tuple[str, ...], Callable[[], None]]:
+    wanted: list[tuple[int, int, str]] = []
+    if limits.cpu_seconds is not None:
+        wanted.append((resource.RLIMIT_CPU, limits.cpu_seconds, f"cpu={limits.cpu_seconds}s"))
+    if limits.memory_bytes is not None:
+        wanted.append(
+            (resource.RLIMIT_AS, limits.memory_bytes, f"memory={limits.memory_bytes >> 20}MiB")
+        )
+    if limits.file_size_bytes is not None:
+        wanted.append(
+            (
+                resource.RLIMIT_FSIZE,
+                limits.file_size_bytes,
+                f"file_size={limits.file_size_bytes >> 20}MiB",
+            )
+        )
+    if limits.max_processes is not None and os.getuid() != 0:
+        # The kernel exempts host root from RLIMIT_NPROC; for root only the pids cgroup binds.
+        wanted.append(
+            (resource.RLIMIT_NPROC, limits.max_processes, f"processes={limits.max_processes}")
+        )
+
+    def apply() -> None:
+        if group is not None:
+            group.join()
+        for kind, value, _ in wanted:
+            resource.setrlimit(kind, (value, value))
+
+    applied = [f"{label} (rlimit)" for _, _, label in wanted]
+    if group is not None:
+        applied += group.applied
+    elif limits.max_processes is not None and os.getuid() == 0:
+        applied.append(
+            "processes: NOT limited (no pids cgroup available and rlimits do not bind root)"
+        )
+    return tuple(applied), apply
+
+
+def _check_mount(mount: Mount) -> None:
+    target = mount.target.rstrip("/") or "/"
+    if not target.startswith("/") or ".." in Path(target).parts:
+        raise SandboxError(f"mount target {mount.target!r} must be an absolute path without '..'")
+    if target in RESERVED or target == "/" or any(target.startswith(d) for d in SYSTEM_DIRS):
+        raise SandboxError(
+            f"mount target {mount.target!r} would shadow a path the sandbox controls"
+        )
+    if target.startswith(f"{WORKSPACE}/.git") and mount.writable:
+        raise SandboxError("the workspace's .git stays read-only inside the sandbox")
+
+
+_SUPPORT: dict[str, bool] = {}
+
+
+def _supports(flag: str) -> bool:
+    if flag not in _SUPPORT:
+        done = subprocess.run(
+            [bwrap_path(), "--help"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env=DEFAULT_ENV,
+            check=False,
+        )
+        _SUPPORT[flag] = flag in done.stdout
+    return _SUPPORT[flag]
+
+
+def _synthetic_etc() -> Path:
+    """passwd, group and hosts that name only the sandbox user and loopback."""
+    root = Path(tempfile.gettempdir()) / f"shipyard-sandbox-etc-{os.getuid()}"
+    root.mkdir(mode=0o755, exist_ok=True)
+    files = {
+        "passwd": f"sandbox:x:{SANDBOX_UID}:{SANDBOX_UID}:sandbox:/tmp:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
+        "group": f"sandbox:x:{SANDBOX_UID}:\nnogroup:x:65534:\n",
+        "hosts": "127.0.0.1 localhost\n::1 localhost\n",
+    }
+    for name, content in files.items():
+        path = root / name
+        if not path.exists() or path.read_text() != content:
+            tmp = root / f".{name}.{os.getpid()}"
+            tmp.write_text(content)
+            tmp.chmod(0o644)
+            tmp.replace(path)
+    return root

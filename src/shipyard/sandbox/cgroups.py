@@ -1,0 +1,90 @@
+"""Process and memory limits through cgroups, where the host lets shipyard create them.
+
+RLIMIT_NPROC does not bind processes of host root (the kernel exempts it), so when sandboxes run as root
+a pids cgroup is the only real process limit. cgroup v2 is used when delegated, v1 controllers otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+ROOT = Path("/sys/fs/cgroup")
+
+
+@dataclass(frozen=True)
+class CgroupLimits:
+    """One sandbox's cgroup(s): directories to join and remove afterwards."""
+
+    dirs: tuple[Path, ...]
+    applied: tuple[str, ...]
+
+    def join(self) -> None:
+        """Move the calling process into the cgroups (runs in the child before exec)."""
+        for d in self.dirs:
+            (d / "cgroup.procs").write_text(str(os.getpid()))
+
+    def remove(self) -> None:
+        for d in self.dirs:
+            try:
+                d.rmdir()
+            except OSError as exc:  # still has members for a moment after a kill
+                log.debug("cgroup %s not removed: %s", d, exc)
+
+
+def create(*, max_processes: int | None, memory_bytes: int | None) -> CgroupLimits | None:
+    """A fresh cgroup with the limits set, or None when the host does not allow it."""
+    name = f"shipyard-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        if (ROOT / "cgroup.controllers").exists():
+            return _v2(ROOT / _current("").lstrip("/") / name, max_processes, memory_bytes)
+        return _v1(name, max_processes, memory_bytes)
+    except OSError as exc:
+        log.debug("cgroups unavailable: %s", exc)
+        return None
+
+
+def _current(controller: str) -> str:
+    """This process's cgroup path for a v1 controller ("" for the v2 hierarchy)."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, names, path = line.split(":", 2)
+        if controller in names.split(",") or (controller == "" and names == ""):
+            return path
+    return "/"
+
+
+def _v2(path: Path, max_processes: int | None, memory_bytes: int | None) -> CgroupLimits | None:
+    controllers = (path.parent / "cgroup.subtree_control").read_text().split()
+    if "pids" not in controllers:
+        return None
+    path.mkdir()
+    applied = []
+    if max_processes is not None:
+        (path / "pids.max").write_text(str(max_processes))
+        applied.append(f"processes={max_processes} (cgroup v2)")
+    if memory_bytes is not None and "memory" in controllers:
+        (path / "memory.max").write_text(str(memory_bytes))
+        applied.append(f"memory={memory_bytes >> 20}MiB (cgroup v2)")
+    return CgroupLimits(dirs=(path,), applied=tuple(applied))
+
+
+def _v1(name: str, max_processes: int | None, memory_bytes: int | None) -> CgroupLimits | None:
+    dirs: list[Path] = []
+    applied: list[str] = []
+    if max_processes is not None and (ROOT / "pids" / "cgroup.procs").exists():
+        d = ROOT / "pids" / _current("pids").lstrip("/") / name
+        d.mkdir()
+        dirs.append(d)
+        (d / "pids.max").write_text(str(max_processes))
+        applied.append(f"processes={max_processes} (cgroup v1)")
+    if memory_bytes is not None and (ROOT / "memory" / "cgroup.procs").exists():
+        d = ROOT / "memory" / _current("memory").lstrip("/") / name
+        d.mkdir()
+        dirs.append(d)
+        (d / "memory.limit_in_bytes").write_text(str(memory_bytes))
+        applied.append(f"memory={memory_bytes >> 20}MiB (cgroup v1)")
+    return CgroupLimits(dirs=tuple(dirs), applied=tuple(applied)) if dirs else None
