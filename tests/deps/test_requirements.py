@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from packaging.version import Version
 
 from shipyard.deps.requirements import (
@@ -134,3 +136,39 @@ def test_set_pin_with_two_pins_of_one_name_asks_for_the_line() -> None:
     with pytest.raises(DependencyError, match="pinned on lines 1, 2"):
         set_pin(text, "a", "2.1")
     assert set_pin(text, "a", "2.1", line_no=2) == text.replace("a==2.0", "a==2.1")
+
+
+_names = st.from_regex(r"[A-Za-z][A-Za-z0-9]{0,6}([._-][A-Za-z0-9]{1,4})?", fullmatch=True)
+_versions = st.builds(
+    lambda parts: ".".join(str(p) for p in parts),
+    st.lists(st.integers(min_value=0, max_value=999), min_size=1, max_size=4),
+)
+_noise = st.sampled_from(
+    ["", "# a comment", "   ", "attrs>=1", "-r other.txt", "--index-url https://x/simple"]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=_names,
+    old=_versions,
+    new=_versions,
+    before=st.lists(_noise, max_size=4),
+    after=st.lists(_noise, max_size=4),
+    newline=st.sampled_from(["\n", "\r\n"]),
+    spacing=st.sampled_from(["==", " == ", "=="]),
+    tail=st.sampled_from(
+        ["", "  # pinned", ' ; python_version >= "3.8"', " \\\n  --hash=sha256:0"]
+    ),
+)
+def test_set_pin_rewrites_exactly_the_version(
+    name: str, old: str, new: str, before: list[str], after: list[str], newline: str,
+    spacing: str, tail: str,
+) -> None:  # fmt: skip
+    pin_line = f"{name}{spacing}{old}{tail}"
+    text = newline.join([*before, pin_line, *after]) + newline
+    out = set_pin(text, name.upper(), new)
+    assert out == newline.join([*before, f"{name}{spacing}{new}{tail}", *after]) + newline
+    [pin] = parse_text(out).pins
+    assert pin.version == Version(new)
+    assert pin.line_no == len(before) + 1

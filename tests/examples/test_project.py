@@ -22,11 +22,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("example-venv")]
 PROJECT = EXAMPLES / "project"
 
 
-def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _run(argv: list[str], cwd: Path, venv: Path) -> subprocess.CompletedProcess[str]:
     # No PIP_* or user settings from the host: installs come from the example index only.
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(cwd),
+        "HOME": str(venv.parent),  # never the source tree: tools may write there
         "PIP_CONFIG_FILE": os.devnull,
         "PYTHONDONTWRITEBYTECODE": "1",
     }
@@ -38,9 +38,11 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtual environment with the pinned requirements, installed with no network."""
     root = tmp_path_factory.mktemp("example-venv")
     # No pip inside: the host's pip installs into it (`pip --python`), which is much faster.
-    made = _run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], cwd=root)
+    argv = [sys.executable, "-m", "venv", "--without-pip", str(root / "venv")]
+    made = _run(argv, cwd=root, venv=root / "venv")
     assert made.returncode == 0, made.stderr
-    _install(root / "venv", "-r", "requirements.txt", "-r", "requirements-dev.txt")
+    _install(root / "venv", "-r", str(PROJECT / "requirements.txt"),
+             "-r", str(PROJECT / "requirements-dev.txt"))  # fmt: skip
     return root / "venv"
 
 
@@ -50,7 +52,8 @@ def _install(venv: Path, *requirements: str) -> None:
          "--isolated", "--quiet",
          "--disable-pip-version-check", "--no-index", "--find-links", str(example_index()),
          *requirements],
-        cwd=PROJECT,
+        cwd=venv.parent,
+        venv=venv,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -58,7 +61,7 @@ def _install(venv: Path, *requirements: str) -> None:
 def _pytest(venv: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     project = tmp_path / "project"
     shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
-    done = _run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-rf"], cwd=project)
+    done = _run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-rf"], cwd=project, venv=venv)
     failed = re.findall(r"^FAILED (\S+?)(?: - .*)?$", done.stdout, flags=re.MULTILINE)
     return done, sorted(failed)
 
@@ -74,10 +77,10 @@ def test_pinned_versions_pass_with_enough_coverage(venv: Path, tmp_path: Path) -
     project = tmp_path / "project"
     shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
     python = str(venv / "bin" / "python")
-    tested = _run([python, "-m", "coverage", "run", "-m", "pytest", "-q"], cwd=project)
+    tested = _run([python, "-m", "coverage", "run", "-m", "pytest", "-q"], cwd=project, venv=venv)
     assert tested.returncode == 0, tested.stdout
     assert 18 <= _count("passed", tested.stdout) <= 30
-    total = _run([python, "-m", "coverage", "report", "--format=total"], cwd=project)
+    total = _run([python, "-m", "coverage", "report", "--format=total"], cwd=project, venv=venv)
     assert int(total.stdout.strip()) >= 85, total.stdout
 
 

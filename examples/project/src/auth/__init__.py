@@ -1,0 +1,1 @@
+"""Who may change the stock: signed, expiring tokens."""

@@ -1,0 +1,241 @@
+"""A package index client for the simple API: PEP 691 JSON first, PEP 503 HTML as the fallback."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from html.parser import HTMLParser
+from types import TracebackType
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+
+import httpx
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import Version
+
+from shipyard.errors import PackageIndexError
+
+log = logging.getLogger(__name__)
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+HTML_TYPES = ("text/html", "application/vnd.pypi.simple.v1+html")
+ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
+_HINT = "Is the index running, and is --index-url right?"
+
+
+@dataclass(frozen=True)
+class DistFile:
+    """One downloadable file of a release."""
+
+    filename: str
+    url: str
+    wheel: bool
+    yanked: bool = False
+    upload_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Release:
+    """One version of a project and its files. Yanked when every one of its files is."""
+
+    version: Version
+    files: tuple[DistFile, ...]
+    yanked: bool
+    upload_time: datetime | None
+
+    @property
+    def has_wheel(self) -> bool:
+        """At least one wheel that is not yanked: installable without running a build backend."""
+        return any(f.wheel and not f.yanked for f in self.files)
+
+
+def redact(url: str) -> str:
+    """``url`` without its user:password part, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+class PackageIndex:
+    """Reads a project's releases from one simple-API index (e.g. ``https://pypi.org/simple/``)."""
+
+    def __init__(
+        self, url: str, *, timeout: float = 10.0, client: httpx.Client | None = None
+    ) -> None:
+        parts = urlsplit(url if url.endswith("/") else url + "/")
+        host = parts.netloc.rsplit("@", 1)[-1]
+        # Credentials travel in a header, never in a URL: httpx logs request URLs. httpx drops the
+        # header itself when a redirect leaves this origin.
+        self._headers = {"Accept": ACCEPT}
+        if parts.username is not None or parts.password is not None:
+            pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+            self._headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        self.url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+        # trust_env=False: the index is the one named here, not one picked up from proxy variables.
+        self._client = client or httpx.Client(
+            timeout=timeout, follow_redirects=True, trust_env=False
+        )
+        self._own_client = client is None
+
+    def __enter__(self) -> PackageIndex:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP client if this index created it."""
+        if self._own_client:
+            self._client.close()
+
+    def releases(self, name: str) -> list[Release]:
+        """Every version of ``name`` with a parseable file, oldest first, yanked ones included."""
+        page = urljoin(self.url, f"{canonicalize_name(name)}/")
+        log.debug("fetching %s", page)
+        try:
+            response = self._client.get(page, headers=self._headers)
+        except httpx.HTTPError as exc:
+            raise PackageIndexError(
+                f"cannot reach the package index at {redact(self.url)} "
+                f"({type(exc).__name__}). {_HINT}"
+            ) from exc
+        if response.status_code == 404:
+            raise PackageIndexError(
+                f"{name} was not found on the package index {redact(self.url)} (HTTP 404). {_HINT}"
+            )
+        if response.status_code >= 400:
+            raise PackageIndexError(
+                f"the package index {redact(self.url)} answered HTTP {response.status_code} "
+                f"for {name}. {_HINT}"
+            )
+        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == JSON_TYPE:
+            files = _from_json(response, page)
+        elif kind in HTML_TYPES:
+            files = _from_html(response.text, page)
+        else:
+            raise PackageIndexError(
+                f"{redact(page)} answered {kind or 'no content type'}, not a simple-API page; "
+                "check that --index-url points at the index's /simple/ URL."
+            )
+        return _group(name, files)
+
+
+def _from_json(response: httpx.Response, base: str) -> list[DistFile]:
+    try:
+        data: dict[str, Any] = response.json()
+        items = data["files"]
+        return [_json_file(item, base) for item in items if isinstance(item, dict)]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PackageIndexError(
+            f"{redact(base)} answered JSON that is not a PEP 691 project page ({exc}). {_HINT}"
+        ) from exc
+
+
+def _json_file(item: dict[str, Any], base: str) -> DistFile:
+    filename = str(item["filename"])
+    uploaded = item.get("upload-time")
+    return DistFile(
+        filename=filename,
+        url=urljoin(base, str(item["url"])),
+        wheel=filename.endswith(".whl"),
+        # PEP 691: false, true, or a non-empty string giving the reason.
+        yanked=bool(item.get("yanked")),
+        upload_time=_timestamp(uploaded) if isinstance(uploaded, str) else None,
+    )
+
+
+def _timestamp(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class _Links(HTMLParser):
+    """Collects each anchor's attributes and text from a PEP 503 page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[tuple[dict[str, str | None], list[str]]] = []
+        self._inside = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.links.append((dict(attrs), []))
+            self._inside = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a":
+            self._inside = False
+
+    def handle_data(self, data: str) -> None:
+        if self._inside:
+            self.links[-1][1].append(data)
+
+
+def _from_html(text: str, base: str) -> list[DistFile]:
+    parser = _Links()
+    parser.feed(text)
+    parser.close()
+    files = []
+    for attrs, texts in parser.links:
+        href = attrs.get("href")
+        if not href:
+            continue
+        filename = "".join(texts).strip() or href.split("#")[0].rsplit("/", 1)[-1]
+        files.append(
+            DistFile(
+                filename=filename,
+                url=urljoin(base, href),
+                wheel=filename.endswith(".whl"),
+                yanked="data-yanked" in attrs,
+            )
+        )
+    return files
+
+
+_SDIST = re.compile(r"\.(tar\.gz|zip)$")
+
+
+def _group(name: str, files: list[DistFile]) -> list[Release]:
+    wanted = canonicalize_name(name)
+    by_version: dict[Version, list[DistFile]] = {}
+    for f in files:
+        try:
+            if f.wheel:
+                project, version, *_ = parse_wheel_filename(f.filename)
+            elif _SDIST.search(f.filename):
+                project, version = parse_sdist_filename(f.filename)
+            else:
+                continue
+        except (InvalidWheelFilename, InvalidSdistFilename):
+            log.debug("skipping unparseable file name %s", f.filename)
+            continue
+        if project == wanted:
+            by_version.setdefault(version, []).append(f)
+    releases = []
+    for version, dist_files in sorted(by_version.items()):
+        times = [f.upload_time for f in dist_files if f.upload_time is not None]
+        releases.append(
+            Release(
+                version=version,
+                files=tuple(dist_files),
+                yanked=all(f.yanked for f in dist_files),
+                upload_time=min(times) if times else None,
+            )
+        )
+    return releases

@@ -1,0 +1,258 @@
+"""A local package index: a folder of wheels and sdists served on loopback as a PEP 503 HTML and
+PEP 691 JSON simple API, with sha256 hashes and PEP 700 upload times.
+
+For air-gapped use, the demo and the tests: ``python -m shipyard.deps.localindex DIR --port N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import html
+import json
+import logging
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+
+from shipyard.errors import PackageIndexError
+
+log = logging.getLogger(__name__)
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+HTML_TYPE = "application/vnd.pypi.simple.v1+html"
+_API_VERSION = "1.1"
+
+
+def parse_filename(filename: str) -> tuple[str, str] | None:
+    """(canonical project name, version) of a wheel or sdist file name; None for anything else."""
+    try:
+        if filename.endswith(".whl"):
+            name, version, *_ = parse_wheel_filename(filename)
+            return str(name), str(version)
+        if filename.endswith((".tar.gz", ".zip")):
+            name, version = parse_sdist_filename(filename)
+            return str(name), str(version)
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        return None
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _sha256(path: Path, mtime_ns: int, size: int) -> str:
+    # mtime and size are part of the cache key so a replaced file is hashed again.
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _projects(directory: Path) -> dict[str, list[Path]]:
+    projects: dict[str, list[Path]] = {}
+    for path in sorted(directory.iterdir()):
+        parsed = parse_filename(path.name) if path.is_file() else None
+        if parsed is not None:
+            projects.setdefault(parsed[0], []).append(path)
+    return projects
+
+
+def wants_json(accept: str) -> bool:
+    """Content negotiation (PEP 691): JSON when the client rates it at least as high as HTML."""
+    quality: dict[str, float] = {}
+    for part in accept.split(","):
+        kind, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        quality[kind.lower()] = q
+    best_html = max(quality.get(k, 0.0) for k in (HTML_TYPE, "text/html", "*/*"))
+    return quality.get(JSON_TYPE, 0.0) > 0 and quality.get(JSON_TYPE, 0.0) >= best_html
+
+
+class _Handler(BaseHTTPRequestHandler):
+    directory: Path
+    server_version = "shipyard-index"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        path = unquote(self.path.split("?", 1)[0].split("#", 1)[0])
+        as_json = wants_json(self.headers.get("Accept", ""))
+        if path in ("/simple", "/simple/"):
+            return self._root(as_json)
+        if path.startswith("/simple/"):
+            name = path.removeprefix("/simple/").strip("/")
+            return self._project(canonicalize_name(name), as_json)
+        if path.startswith("/files/"):
+            return self._file(path.removeprefix("/files/"))
+        self._send(404, "text/plain", b"not found; the index is at /simple/\n")
+
+    def _send(self, status: int, kind: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _page(self, as_json: bool, data: dict[str, Any], links: str) -> None:
+        if as_json:
+            return self._send(200, JSON_TYPE, json.dumps(data, indent=1).encode())
+        meta = f'<meta name="pypi:repository-version" content="{_API_VERSION}">'
+        body = f"<!DOCTYPE html>\n<html><head>{meta}</head><body>\n{links}</body></html>\n"
+        self._send(200, f"{HTML_TYPE}; charset=utf-8", body.encode())
+
+    def _root(self, as_json: bool) -> None:
+        names = sorted(_projects(self.directory))
+        data = {"meta": {"api-version": _API_VERSION}, "projects": [{"name": n} for n in names]}
+        links = "".join(f'<a href="{quote(n)}/">{html.escape(n)}</a>\n' for n in names)
+        self._page(as_json, data, links)
+
+    def _project(self, name: str, as_json: bool) -> None:
+        paths = _projects(self.directory).get(name)
+        if not paths:
+            return self._send(404, "text/plain", f"no project {name} here\n".encode())
+        files: list[dict[str, Any]] = []
+        versions: set[str] = set()
+        links = ""
+        for p in paths:
+            stat = p.stat()
+            sha256 = _sha256(p, stat.st_mtime_ns, stat.st_size)
+            url = f"../../files/{quote(p.name)}"
+            uploaded = datetime.fromtimestamp(stat.st_mtime, UTC)
+            files.append(
+                {
+                    "filename": p.name,
+                    "url": url,
+                    "hashes": {"sha256": sha256},
+                    "size": stat.st_size,
+                    "upload-time": uploaded.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                }
+            )
+            versions.add((parse_filename(p.name) or ("", ""))[1])
+            links += f'<a href="{url}#sha256={sha256}">{html.escape(p.name)}</a><br>\n'
+        data = {
+            "meta": {"api-version": _API_VERSION},
+            "name": name,
+            "versions": sorted(versions),
+            "files": files,
+        }
+        self._page(as_json, data, links)
+
+    def _file(self, name: str) -> None:
+        path = self.directory / name
+        served = "/" not in name and not name.startswith(".") and parse_filename(name) is not None
+        if not served or not path.is_file():
+            return self._send(404, "text/plain", b"no such file\n")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(path.stat().st_size))
+        # A distribution file never changes under its name, so clients (pip's cache) may keep it.
+        self.send_header("Cache-Control", "public, max-age=31536000, immutable")
+        self.end_headers()
+        with path.open("rb") as fh:
+            shutil.copyfileobj(fh, self.wfile)
+
+
+@dataclass(frozen=True)
+class LocalIndex:
+    """A running local index; ``url`` is what pip's ``--index-url`` takes."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/simple/"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def _server(directory: Path, host: str, port: int) -> _Server:
+    if not directory.is_dir():
+        raise PackageIndexError(f"{directory}: no such folder of distributions to serve.")
+    handler = type("Handler", (_Handler,), {"directory": directory.resolve()})
+    try:
+        return _Server((host, port), handler)
+    except OSError as exc:
+        raise PackageIndexError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); "
+            "pick another --port, or 0 for any free one."
+        ) from exc
+
+
+@contextmanager
+def serve(directory: Path, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[LocalIndex]:
+    """Serve ``directory`` in a background thread for the duration of the ``with`` block."""
+    server = _server(directory, host, port)
+    # A short poll interval makes leaving the ``with`` block quick; tests start many indexes.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="local-index", daemon=True
+    )
+    thread.start()
+    try:
+        yield LocalIndex(host=host, port=int(server.server_address[1]))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def serve_forever(directory: Path, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    """Serve in the foreground until interrupted, printing the index URL first."""
+    server = _server(directory, host, port)
+    url = LocalIndex(host=host, port=int(server.server_address[1])).url
+    # The one line a user (or a script waiting for the index) needs; flushed for pipes.
+    print(f"serving {directory} at {url}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m shipyard.deps.localindex DIR [--port N] [--host H]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m shipyard.deps.localindex",
+        description="Serve a folder of wheels and sdists as a package index until interrupted.",
+    )
+    parser.add_argument("directory", type=Path, help="folder of wheels and sdists")
+    parser.add_argument("--port", type=int, default=0, help="port (0 picks a free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback by default)")
+    args = parser.parse_args(argv)
+    try:
+        serve_forever(args.directory, host=args.host, port=args.port)
+    except PackageIndexError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
