@@ -93,22 +93,28 @@ def runs_table(states: Sequence[RunState], *, title: str = "Runs", branches: boo
     if branches:
         table.add_column("branch")
     for state in states:
-        row = [state.run_id, _title(state), status_text(state), why(state)]
+        row = [state.run_id, _title(state), status_text(state), why(state, width=140)]
         table.add_row(*row, *([state.branch or ""] if branches else []))
     return table
 
 
-def why(state: RunState) -> str:
-    """The one-line explanation of where a run ended."""
+def why(state: RunState, *, width: int | None = None) -> str:
+    """The one-line explanation of where a run ended (each reason cut to ``width`` characters)."""
     if state.error:
-        return state.error
+        return _cut(state.error, width)
+    text = ""
     if state.decision:
         reasons = state.decision.get("reasons", [])
-        deciding = [
-            r for r in reasons if r.get("action") == state.decision.get("action")
-        ] or reasons
-        return "; ".join(r["message"] for r in deciding[:3])
-    return ""
+        deciding = [r for r in reasons if r.get("action") == state.decision.get("action")] or reasons
+        text = "; ".join(_cut(r["message"], width) for r in deciding[:3])
+    if state.reviewed_by:
+        verdict = "approved" if state.status.value == "merged" else "rejected"
+        text = f"{verdict} by {state.reviewed_by} after review ({text})"
+    return text
+
+
+def _cut(text: str, width: int | None) -> str:
+    return text if width is None or len(text) <= width else text[: width - 1] + "…"
 
 
 def _title(state: RunState) -> str:
