@@ -19,7 +19,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 from scenario import build_index, make_repo  # noqa: E402
-
 from shipyard.app import App  # noqa: E402
 from shipyard.deps.localindex import serve  # noqa: E402
 from shipyard.events import EventType  # noqa: E402
@@ -48,11 +47,17 @@ def main() -> None:
                 walls.append(time.perf_counter() - started)
                 for run in plan.runs:
                     events = app.store.events(run.run_id)
-                    decision = seconds_between(events, EventType.RUN_CREATED, {EventType.DECISION_MADE})
+                    decision = seconds_between(
+                        events, EventType.RUN_CREATED, {EventType.DECISION_MADE}
+                    )
                     delivered = seconds_between(
                         events,
                         EventType.RUN_CREATED,
-                        {EventType.DELIVERY_MERGED, EventType.RUN_HALTED, EventType.REVIEW_REQUESTED},
+                        {
+                            EventType.DELIVERY_MERGED,
+                            EventType.RUN_HALTED,
+                            EventType.REVIEW_REQUESTED,
+                        },
                     )
                     title = f"{run.task['title']} ({run.status.value})"
                     rows.setdefault(title, []).append((decision, delivered))

@@ -105,7 +105,9 @@ def why(state: RunState, *, width: int | None = None) -> str:
     text = ""
     if state.decision:
         reasons = state.decision.get("reasons", [])
-        deciding = [r for r in reasons if r.get("action") == state.decision.get("action")] or reasons
+        deciding = [
+            r for r in reasons if r.get("action") == state.decision.get("action")
+        ] or reasons
         text = "; ".join(_cut(r["message"], width) for r in deciding[:3])
     if state.reviewed_by:
         verdict = "approved" if state.status.value == "merged" else "rejected"

@@ -70,7 +70,6 @@ class PackageIndexError(ShipyardError):
     exit_code = 5
 
 
-
 class DependencyError(ShipyardError):
     """Manifests could not be parsed, edited or resolved."""
 
@@ -120,7 +119,7 @@ _HINTS = {
     "missing": " — add this field",
     "int_parsing": " — use a whole number",
     "float_parsing": " — use a number",
-    "list_type": " — use a list, for example [\"a\", \"b\"]",
+    "list_type": ' — use a list, for example ["a", "b"]',
     "string_type": " — use a quoted string",
 }
 
