@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -65,7 +66,13 @@ def test_no_network_not_even_to_host_loopback(sandbox: BwrapSandbox, ws: Path) -
     listener.listen()
     port = listener.getsockname()[1]
     accepted: list[socket.socket] = []
-    threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):  # the listener is closed when the test ends
+            accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
     try:
         script = (
             "import socket,sys\n"
@@ -81,7 +88,11 @@ def test_no_network_not_even_to_host_loopback(sandbox: BwrapSandbox, ws: Path) -
         _code, out, _ = sh(sandbox, ws, "cat /proc/net/dev | tail -n +3 | cut -d: -f1")
         assert out.split() == ["lo"]  # a private, empty network namespace
     finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
         listener.close()
+        thread.join(timeout=5)
+        assert not thread.is_alive()
 
 
 def test_host_home_run_and_other_paths_are_invisible(
