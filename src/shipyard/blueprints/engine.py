@@ -48,9 +48,9 @@ class RunContext:
     config: LoadedConfig | None = None
 
     def emit(self, type_: EventType, data: dict[str, Any]) -> None:
-        self.store.append(self.run_id, type_, data)
+        event = self.store.append(self.run_id, type_, data)
         if self.listener is not None:
-            self.listener(self.run_id, type_.value, data)
+            self.listener(self.run_id, type_.value, event.data)  # as recorded: secrets masked
 
     def log(self, message: str) -> None:
         self.emit(EventType.LOG, {"message": message})

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from shipyard.errors import NotFound, StoreError
 from shipyard.events import Event, EventType, RunState, fold
 from shipyard.model import RunStatus, Task
+from shipyard.redaction import redact
 from shipyard.store import codec, database
 from shipyard.store.tables import events as events_table
 from shipyard.store.tables import runs as runs_table
@@ -71,7 +72,7 @@ class Store:
                 f"run id {run_id!r} is not usable: give 1 to 64 letters, digits, '-' or '_', "
                 "starting with a letter or digit, or leave it out to get a new one."
             )
-        task_data = codec.to_json(asdict(task))
+        task_data = redact(codec.to_json(asdict(task)))
         with database.translate_errors(self.engine, "creating a run"):
             for _attempt in range(_ATTEMPTS):
                 chosen = run_id or new_run_id()
@@ -94,7 +95,7 @@ class Store:
                     id=run_id,
                     blueprint=task.blueprint,
                     repo=str(task.repo),
-                    title=task.title,
+                    title=str(task_data.get("title", "")),
                     source=task.source,
                     requested_by=task.requested_by,
                     created_at=now,
@@ -114,7 +115,7 @@ class Store:
     def append(self, run_id: str, type_: EventType | str, data: dict[str, Any]) -> Event:
         """Append one event to a run; its ``seq`` follows the run's last one without a gap."""
         kind = _event_type(type_)
-        payload = codec.to_json(data)
+        payload = redact(codec.to_json(data))
         with database.translate_errors(self.engine, f"appending {kind} to run {run_id}"):
             for _attempt in range(_ATTEMPTS):
                 try:
