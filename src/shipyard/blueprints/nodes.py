@@ -5,6 +5,8 @@ Only ``deliver`` touches the user's repository, and only after a decision (DESIG
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from shipyard.blueprints.engine import RunContext
 from shipyard.config import load_config
 from shipyard.delivery.deliver import deliver_decision
 from shipyard.delivery.report import write_report
+from shipyard.errors import RepositoryError
 from shipyard.events import EventType
 from shipyard.gates.harness import Harness
 from shipyard.gates.tests import compare, gate_result
@@ -33,8 +36,6 @@ def prepare(ctx: RunContext) -> None:
     )
     target = loaded.config.repo.target_branch or info.branch
     if not target:
-        from shipyard.errors import RepositoryError
-
         raise RepositoryError(
             f"{info.path}: HEAD is detached and shipyard.toml sets no repo.target_branch; "
             "check out the branch changes should land on, or set [repo] target_branch."
@@ -51,9 +52,18 @@ def prepare(ctx: RunContext) -> None:
             "policy": policy.name,
             "base": workspace.base_commit,
             "target": target,
+            "reproducibility": {
+                "config_sha256": config_hash(loaded.raw, policy.model_dump(mode="json")),
+                "policy": policy.model_dump(mode="json"),
+            },
         },
     )
     ctx.values["summary"] = f"{target} at {workspace.base_commit[:12]}, policy {policy.name}"
+
+
+def config_hash(*parts: Any) -> str:
+    """A stable fingerprint of the configuration a run used (file contents and the resolved policy)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def record_commit(ctx: RunContext, message: str) -> str:
