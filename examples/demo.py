@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,7 @@ def shipyard(*args: str, env: dict[str, str], quiet: bool = False) -> str:
 
 
 def main() -> None:
+    shutil.rmtree(WORK / "home", ignore_errors=True)  # each demo starts with an empty history
     WORK.mkdir(parents=True, exist_ok=True)
     repo = make_repo(WORK / "repo")
     index_dir = build_index(ROOT / "build" / "example-index")
@@ -68,11 +70,11 @@ def main() -> None:
     waiting = json.loads(shipyard("review", "list", "--json", env=env, quiet=True))
     for run in waiting:
         shipyard("review", "approve", run["run_id"], "-m", "Reviewed in the demo", env=env)
-    shipyard("runs", "list", env=env)
     runs = json.loads(shipyard("runs", "list", "--json", env=env, quiet=True))
     halted = [r for r in runs if r["status"] == "halted" and r["task"]["blueprint"] == "deps"]
     if halted:
         shipyard("runs", "show", halted[0]["run_id"], env=env)
+    shipyard("runs", "list", env=env)
     console.rule("[bold]the example repository now")
     for name, commit in sorted(branches(repo).items()):
         console.print(f"  {name:<24} {commit[:12]}")
