@@ -15,7 +15,7 @@ from unidiff.patch import PatchSet
 from shipyard.blueprints import RunContext
 from shipyard.blueprints.deps import plan_updates
 from shipyard.config import load_config, shipyard_home
-from shipyard.delivery.deliver import merge_message
+from shipyard.delivery.deliver import merge_message, merge_recorded
 from shipyard.deps.updates import Update
 from shipyard.errors import NotFound, PatchError, ShipyardError
 from shipyard.events import EventType, RunState
@@ -127,21 +127,28 @@ class App:
             run_id=state.run_id, task=Task(**state.task), store=self.store, home=self.home
         )
         ctx.emit(EventType.REVIEW_APPROVED, {"by": who, "comment": comment})
-        ctx.emit(
-            EventType.DELIVERY_INTENT,
-            {"action": "merge", "key": f"{state.run_id}:merge", "branch": branch, "target": target},
-        )
+        current = forge.branch_head(target)
+        if state.base_commit and current != state.base_commit:
+            ctx.emit(
+                EventType.LOG,
+                {
+                    "message": f"{target} moved since the change was verified "
+                    f"({state.base_commit[:12]} → {(current or '?')[:12]}); merged on approval "
+                    "without verifying the combination again",
+                },
+            )
         try:
-            commit = forge.merge(
-                branch,
-                target,
+            merge_recorded(
+                ctx,
+                forge,
+                branch=branch,
+                into=target,
                 message=merge_message(f"{ctx.task.title} (approved by {who})", state.run_id),
+                expected=None,
             )
         except ShipyardError as exc:
             ctx.emit(EventType.LOG, {"message": f"approval could not be merged: {exc}"})
             raise
-        forge.delete_branch(branch)
-        ctx.emit(EventType.DELIVERY_MERGED, {"target": target, "commit": commit, "branch": branch})
         return self.store.state(state.run_id)
 
     def reject(self, run_id: str, *, by: str | None = None, comment: str = "") -> RunState:

@@ -63,18 +63,37 @@ def _merge(
     if start is not None:
         forge.ensure_branch(into, start=start)
     expected = workspace.base_commit if start is None else None
-    _intent(ctx, "merge", branch=workspace.branch, target=into, expected_target=expected)
     forge.publish(workspace)
-    commit = forge.merge(
-        workspace.branch,
-        into,
+    commit = merge_recorded(
+        ctx,
+        forge,
+        branch=workspace.branch,
+        into=into,
         message=merge_message(ctx.task.title or ctx.task.blueprint, ctx.run_id, decision),
-        expected_target=expected,
+        expected=expected,
+        event=event,
     )
-    forge.delete_branch(workspace.branch)
-    ctx.emit(event, {"target": into, "commit": commit, "branch": workspace.branch})
     workspace.remove()
     return f"merged into {into} as {commit[:12]}"
+
+
+def merge_recorded(
+    ctx: RunContext,
+    forge: Forge,
+    *,
+    branch: str,
+    into: str,
+    message: str,
+    expected: str | None,
+    event: EventType = EventType.DELIVERY_MERGED,
+) -> str:
+    """The one way a run's branch lands: intent recorded, merged at most once, branch deleted, outcome
+    recorded. A retry after a crash finds the earlier merge instead of merging again."""
+    _intent(ctx, "merge", branch=branch, target=into, expected_target=expected)
+    commit = forge.merge(branch, into, message=message, expected_target=expected)
+    forge.delete_branch(branch)
+    ctx.emit(event, {"target": into, "commit": commit, "branch": branch})
+    return commit
 
 
 def _intent(ctx: RunContext, action: str, **data: Any) -> None:
