@@ -101,6 +101,26 @@ def version() -> None:
 
 
 @app.command()
+def doctor() -> None:
+    """Check that this host can run shipyard: git, bubblewrap, limits, uv and the store."""
+    from rich.table import Table
+
+    from shipyard.config import shipyard_home
+    from shipyard.doctor import run_checks
+
+    checks = run_checks(shipyard_home())
+    table = Table(title="shipyard doctor", title_justify="left")
+    table.add_column("check")
+    table.add_column("")
+    table.add_column("detail", overflow="fold")
+    for check in checks:
+        table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]problem[/]", check.detail)
+    console.print(table)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
 def init(repo: RepoOpt = Path(".")) -> None:
     """Write a shipyard.toml with the seed policy into a repository."""
     path = repo / CONFIG_FILE
