@@ -79,7 +79,12 @@ class Harness:
             config=self.config,
             phase=phase,
         )
-        report = run_tests(ctx)
+        try:
+            report = run_tests(ctx)
+        finally:
+            # The reports stay for inspection; the environment and wheels are rebuilt from the cache.
+            shutil.rmtree(env_dir / "venv", ignore_errors=True)
+            shutil.rmtree(wheelhouse, ignore_errors=True)
         if cached is not None and report.cases and not report.install_failed:
             cached.parent.mkdir(parents=True, exist_ok=True)
             cached.write_text(json.dumps(asdict(report)), encoding="utf-8")
