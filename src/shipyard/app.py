@@ -14,7 +14,7 @@ from unidiff.patch import PatchSet
 
 from shipyard.blueprints import RunContext
 from shipyard.blueprints.deps import plan_updates
-from shipyard.config import load_config, shipyard_home
+from shipyard.config import DEFAULT_INDEX, load_config, shipyard_home
 from shipyard.delivery.deliver import merge_message, merge_recorded
 from shipyard.deps.updates import Update
 from shipyard.errors import NotFound, PatchError, ShipyardError
@@ -31,6 +31,7 @@ from shipyard.workspace import inspect_repo
 class DepsPlan:
     """What ``run deps`` found: the updates it will verify, and the runs they became."""
 
+    repo: Path
     updates: list[Update]
     runs: list[RunState] = field(default_factory=list)
 
@@ -79,19 +80,18 @@ class App:
         """Find outdated pins without starting anything."""
         info = inspect_repo(repo)
         config = load_config(info.path).config
-        url = index_url or config.deps.index_url or "https://pypi.org/simple/"
-        return DepsPlan(updates=plan_updates(info.path, config.deps, index_url=url))
+        url = index_url or config.deps.index_url or DEFAULT_INDEX
+        return DepsPlan(repo=info.path, updates=plan_updates(info.path, config.deps, index_url=url))
 
     def run_deps(self, *, repo: Path, index_url: str | None = None) -> DepsPlan:
         """One run per outdated pin, each verified and delivered on its own branch, one after another."""
         plan = self.plan_deps(repo=repo, index_url=index_url)
         if plan.updates:
             ensure_available()
-        info = inspect_repo(repo)
         for update in plan.updates:
             task = Task(
                 blueprint="deps",
-                repo=str(info.path),
+                repo=str(plan.repo),
                 title=f"Update {update.name} from {update.current} to {update.new}",
                 params={
                     "package": update.name,

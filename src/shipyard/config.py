@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shipyard.errors import ConfigError, format_validation_error
 
 CONFIG_FILE = "shipyard.toml"
+DEFAULT_INDEX = "https://pypi.org/simple/"
 
 
 class _Section(BaseModel):

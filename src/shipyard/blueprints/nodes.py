@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.blueprints.engine import RunContext
-from shipyard.config import load_config
+from shipyard.config import DEFAULT_INDEX, load_config
 from shipyard.delivery.deliver import deliver_decision
 from shipyard.delivery.report import write_report
 from shipyard.errors import RepositoryError
@@ -22,8 +22,6 @@ from shipyard.model import ChangeFacts, ChangeType, Decision, TestReport
 from shipyard.policy import decide, load_policy
 from shipyard.sandbox import get_sandbox
 from shipyard.workspace import Workspace, inspect_repo
-
-DEFAULT_INDEX = "https://pypi.org/simple/"
 
 
 def prepare(ctx: RunContext) -> None:
