@@ -11,7 +11,7 @@ import pytest
 from shipyard.errors import DirtyRepositoryError, PatchError, RepositoryError
 from shipyard.gitcmd import git
 from shipyard.model import FileChange
-from shipyard.workspace import Workspace, inspect_repo, parse_raw_numstat
+from shipyard.workspace import Workspace, changed_files, inspect_repo, parse_raw_numstat
 
 BINARY = bytes(range(256)) * 4
 
@@ -364,3 +364,27 @@ def test_remove_deletes_the_workspace_even_with_read_only_directories(ws: Worksp
     assert ws.branch == "shipyard/run-1"  # still readable for reports
     ws.remove()  # a second call is harmless
     assert os.path.isdir(run_dir.parent)
+
+
+def test_changed_files_carry_text_before_and_after_but_never_binary(ws: Workspace) -> None:
+    renamed = (ws.path / "old name.txt").read_text()
+    (ws.path / "old name.txt").unlink()
+    write(
+        ws.path,
+        {
+            "new name.txt": renamed + "one more\n",
+            "src/app.py": "print('1')\n",
+            "added.py": "x = 1\n",
+            "logo.bin": BINARY[::-1],
+        },
+    )
+    (ws.path / "gone.txt").unlink()
+    commit = ws.commit("everything")
+    files = {f.path: f for f in changed_files(ws.path, ws.base_commit, commit, ws.diff_facts())}
+    assert files["src/app.py"].before == "print('one')\nprint('two')\nprint('three')\n"
+    assert files["src/app.py"].after == "print('1')\n"
+    assert (files["added.py"].before, files["added.py"].after) == (None, "x = 1\n")
+    assert (files["gone.txt"].before, files["gone.txt"].after) == ("a\nb\n", None)
+    assert files["new name.txt"].old_path == "old name.txt"
+    assert files["new name.txt"].before == renamed
+    assert (files["logo.bin"].before, files["logo.bin"].after) == (None, None)

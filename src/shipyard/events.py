@@ -23,6 +23,7 @@ class EventType(StrEnum):
     NODE_FINISHED = "node.finished"  # node, summary
     NODE_FAILED = "node.failed"  # node, error
     CHANGE_COMMITTED = "change.committed"  # branch, commit, base
+    CHANGE_CLASSIFIED = "change.classified"  # declared, observed, change_type, note, evidence
     GATE_FINISHED = "gate.finished"  # gate, phase: baseline | change, passed, summary, facts
     DECISION_MADE = "decision.made"  # action, reasons: [{rule, action, message}], inputs, policy
     DELIVERY_INTENT = "delivery.intent"  # action, key: recorded before an irreversible step

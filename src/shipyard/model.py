@@ -173,6 +173,12 @@ class ChangeFacts:
     coverage_delta: float | None = None
     failing_tests: tuple[str, ...] = ()
     gates_ran: bool = True
+    declared_type: ChangeType | None = None
+    """The type the task claimed, when classification replaced it with ``change_type``."""
+    type_note: str = ""
+    """How ``change_type`` was chosen from the declared and observed types."""
+    type_evidence: tuple[str, ...] = ()
+    """What the classifier saw in the change, one finding per line."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from shipyard.errors import DirtyRepositoryError, PatchError, RepositoryError
 from shipyard.gitcmd import git
 from shipyard.model import DiffFacts, FileChange
+from shipyard.policy.classify import ChangedFile
 
 logger = logging.getLogger(__name__)
 
@@ -229,6 +230,40 @@ def diff_facts(repo: Path, base: str, head: str) -> DiffFacts:
         base, head, "--", cwd=repo,
     ).stdout  # fmt: skip
     return parse_raw_numstat(out)
+
+
+MAX_READ_BYTES = 1024 * 1024
+"""Larger files are classified by path only; their contents are not read."""
+MAX_READ_FILES = 300
+"""Beyond this many files a change is classified by paths only."""
+
+
+def changed_files(repo: Path, base: str, head: str, diff: DiffFacts) -> list[ChangedFile]:
+    """Each changed file with its text at ``base`` and at ``head`` for the classifier.
+
+    Binary files, files over ``MAX_READ_BYTES`` and every file of a change larger than
+    ``MAX_READ_FILES`` carry no text (``None``), which the classifier treats as unknown content.
+    """
+    read = len(diff.files) <= MAX_READ_FILES
+    out = []
+    for f in diff.files:
+        old = f.old_path or f.path
+        before = None if f.status == "A" or f.binary or not read else _blob(repo, base, old)
+        after = None if f.status == "D" or f.binary or not read else _blob(repo, head, f.path)
+        out.append(
+            ChangedFile(
+                path=f.path, status=f.status, before=before, after=after, old_path=f.old_path
+            )
+        )
+    return out
+
+
+def _blob(repo: Path, rev: str, path: str) -> str | None:
+    spec = f"{rev}:{path}"
+    size = git("cat-file", "-s", spec, cwd=repo, check=False)
+    if size.returncode != 0 or int(size.stdout.strip() or 0) > MAX_READ_BYTES:
+        return None
+    return git("cat-file", "blob", spec, cwd=repo).stdout
 
 
 def parse_raw_numstat(out: str) -> DiffFacts:

@@ -79,3 +79,24 @@ def test_merged_run_report_names_the_commit(tmp_path: Path) -> None:
     )
     assert "Merged into main as `abc123`." in render_report(run_id, store.events(run_id))
     store.close()
+
+
+def test_report_shows_the_classification_and_its_evidence(tmp_path: Path) -> None:
+    store = Store.open(home=tmp_path)
+    run_id = store.create_run(Task(blueprint="submit", repo="/r", title="t"))
+    store.append(
+        run_id,
+        EventType.CHANGE_CLASSIFIED,
+        {
+            "declared": "documentation",
+            "observed": ["api_change"],
+            "change_type": "api_change",
+            "note": "declared documentation (MERGE), but the change is api_change (REVIEW)",
+            "evidence": ["api_change: lib/stock.py: public restock was removed"],
+        },
+    )
+    text = render_report(run_id, store.events(run_id))
+    assert "## Classification: api_change" in text
+    assert "declared documentation (MERGE), but the change is api_change (REVIEW)" in text
+    assert "- api_change: lib/stock.py: public restock was removed" in text
+    store.close()

@@ -18,10 +18,11 @@ from shipyard.errors import RepositoryError
 from shipyard.events import EventType
 from shipyard.gates.harness import Harness
 from shipyard.gates.tests import compare, gate_result
-from shipyard.model import ChangeFacts, ChangeType, Decision, TestReport
+from shipyard.model import ChangeFacts, ChangeType, Decision, DiffFacts, TestReport
 from shipyard.policy import decide, load_policy
+from shipyard.policy.classify import ResolvedType, classify, reconcile
 from shipyard.sandbox import get_sandbox
-from shipyard.workspace import Workspace, inspect_repo
+from shipyard.workspace import Workspace, changed_files, inspect_repo
 
 
 def prepare(ctx: RunContext) -> None:
@@ -81,10 +82,33 @@ def record_commit(ctx: RunContext, message: str) -> str:
             "lines_deleted": diff.lines_deleted,
         },
     )
+    resolved = classify_change(ctx, workspace, commit, diff)
     ctx.values["summary"] = (
-        f"{diff.files_changed} file(s), +{diff.lines_added} -{diff.lines_deleted} on {workspace.branch}"
+        f"{diff.files_changed} file(s), +{diff.lines_added} -{diff.lines_deleted} on "
+        f"{workspace.branch}, {resolved.change_type.value}"
     )
     return commit
+
+
+def classify_change(
+    ctx: RunContext, workspace: Workspace, commit: str, diff: DiffFacts
+) -> ResolvedType:
+    """Classify the change from its contents and keep the more conservative of claim and observation."""
+    declared = ChangeType(ctx.task.params.get("change_type", ChangeType.OTHER))
+    files = changed_files(workspace.path, workspace.base_commit, commit, diff)
+    resolved = reconcile(declared, classify(files), ctx.values["policy"].routing)
+    ctx.values["change_type"] = resolved
+    ctx.emit(
+        EventType.CHANGE_CLASSIFIED,
+        {
+            "declared": declared.value,
+            "observed": [t.value for t in resolved.observed],
+            "change_type": resolved.change_type.value,
+            "note": resolved.note,
+            "evidence": list(resolved.evidence),
+        },
+    )
+    return resolved
 
 
 def verify(ctx: RunContext) -> None:
@@ -117,8 +141,12 @@ def verify(ctx: RunContext) -> None:
             },
         )
     comparison = compare(reports["baseline"], reports["change"])
+    resolved: ResolvedType = ctx.values["change_type"]
     facts = ChangeFacts(
-        change_type=ChangeType(ctx.task.params.get("change_type", ChangeType.OTHER)),
+        change_type=resolved.change_type,
+        declared_type=resolved.declared,
+        type_note=resolved.note,
+        type_evidence=resolved.evidence,
         diff=ctx.values["diff"],
         pass_rate=comparison.pass_rate,
         static_errors=0,

@@ -32,6 +32,11 @@ def render_report(run_id: str, events: Sequence[Event]) -> str:
         out.append(f"- **Change**: {d['branch']} {d['commit'][:12]} on base {d['base'][:12]}")
         out.append(f"- **Files**: {', '.join(d.get('files', [])) or '(none)'}")
     out.append("")
+    for classified in by_type.get(EventType.CHANGE_CLASSIFIED.value, [])[-1:]:
+        d = classified.data
+        out += [f"## Classification: {d.get('change_type', '?')}", "", str(d.get("note", "")), ""]
+        out += [f"- {line}" for line in d.get("evidence", [])]
+        out.append("")
     for decision in by_type.get(EventType.DECISION_MADE.value, []):
         d = decision.data
         out += [f"## Decision: {d['action']} ({d.get('policy', '?')} policy)", ""]
@@ -81,7 +86,7 @@ class _Missing(dict[str, object]):
 
 def _detail(event: Event) -> str:
     d = event.data
-    for key in ("summary", "message", "node", "reason", "error", "action", "branch"):
+    for key in ("summary", "message", "node", "reason", "error", "action", "branch", "note"):
         if d.get(key):
             return str(d[key]).replace("|", "\\|").replace("\n", " ")[:160]
     return ""

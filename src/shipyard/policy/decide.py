@@ -179,6 +179,8 @@ def _routing(facts: ChangeFacts, policy: PolicyConfig) -> list[Reason]:
         message = (
             f"change type {kind.value} is not in the routing table; the default is {action.value}"
         )
+    if facts.type_note:
+        message += f" ({facts.type_note})"
     out = [Reason(rule="routing.type", action=action, message=message)]
     files = facts.diff.files_changed
     if action is Action.MERGE and files > routing.merge_max_files:
@@ -232,6 +234,8 @@ def _inputs(facts: ChangeFacts) -> dict[str, Any]:
     """The facts the decision used, as plain JSON values for events and reports."""
     return {
         "change_type": facts.change_type.value,
+        "declared_type": facts.declared_type.value if facts.declared_type else None,
+        "type_evidence": list(facts.type_evidence),
         "paths": list(facts.diff.paths),
         "files_changed": facts.diff.files_changed,
         "lines_added": facts.diff.lines_added,
