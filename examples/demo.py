@@ -57,14 +57,17 @@ def main() -> None:
     with serve(index_dir) as index:
         console.print(f"local package index: {index.url}")
         url = ["--index-url", index.url]
-        shipyard("run", "deps", "--repo", str(repo), *url, env=env)
+        # The scheduled dependency job and the coding agent request runs; a person reviews them.
+        shipyard("run", "deps", "--repo", str(repo), "--as", "deps-bot", *url, env=env)
         shipyard(
             "submit", "--repo", str(repo), "--patch", str(PATCHES / "auth-shortcut.patch"),
-            "--type", "bugfix", "--title", "Let admins skip the token check", *url, env=env,
+            "--type", "bugfix", "--title", "Let admins skip the token check", "--as", "coding-agent",
+            *url, env=env,
         )  # fmt: skip
         shipyard(
             "submit", "--repo", str(repo), "--patch", str(PATCHES / "feature-low-stock.patch"),
-            "--type", "feature", "--title", "Report items that are low on stock", *url, env=env,
+            "--type", "feature", "--title", "Report items that are low on stock", "--as", "coding-agent",
+            *url, env=env,
         )  # fmt: skip
     shipyard("review", "list", env=env)
     waiting = json.loads(shipyard("review", "list", "--json", env=env, quiet=True))

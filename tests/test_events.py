@@ -7,7 +7,7 @@ from functools import reduce
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shipyard.events import Event, EventType, RunState, apply, fold
@@ -33,6 +33,7 @@ def test_the_vocabulary_is_the_documented_one() -> None:
         "node.finished",
         "node.failed",
         "change.committed",
+        "change.classified",
         "gate.finished",
         "decision.made",
         "delivery.intent",
@@ -203,7 +204,7 @@ _steps = st.lists(
 )
 
 
-@settings(database=None, max_examples=100)
+@settings(database=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(_steps)
 def test_fold_is_deterministic_and_incremental(steps: list[tuple[str, dict[str, Any]]]) -> None:
     events = run(*steps)
@@ -251,3 +252,15 @@ def test_nothing_changes_a_finished_runs_status(
 ) -> None:
     finished = fold(run(*before, finishing))
     assert fold(run(*before, finishing, *after)).status is finished.status
+
+
+def test_a_delivery_intent_stays_pending_until_an_outcome_settles_it() -> None:
+    intent = ("delivery.intent", {"action": "merge", "target": "main", "branch": "shipyard/r"})
+    pending = fold(run(("node.started", {"node": "deliver"}), intent))
+    assert pending.pending_intent is not None
+    assert pending.pending_intent["target"] == "main"
+    for outcome in ("delivery.merged", "review.requested", "run.halted", "run.failed"):
+        settled = fold(run(("node.started", {"node": "deliver"}), intent, (outcome, {})))
+        assert settled.pending_intent is None, outcome
+    logged = fold(run(("node.started", {"node": "deliver"}), intent, ("log", {"message": "x"})))
+    assert logged.pending_intent is not None

@@ -6,6 +6,7 @@ Every entry point validates its input before a run exists, so bad input fails fa
 from __future__ import annotations
 
 import getpass
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,14 +15,16 @@ from unidiff.patch import PatchSet
 
 from shipyard.blueprints import RunContext
 from shipyard.blueprints.deps import plan_updates
+from shipyard.blueprints.nodes import configure, reverify
 from shipyard.config import DEFAULT_INDEX, load_config, shipyard_home
-from shipyard.delivery.deliver import merge_message, merge_recorded
+from shipyard.delivery.deliver import merge_message
+from shipyard.delivery.queue import MergeQueue, Verified, recover
 from shipyard.deps.updates import Update
-from shipyard.errors import NotFound, PatchError, ShipyardError
+from shipyard.errors import NotFound, PatchError, ReviewError, ShipyardError
 from shipyard.events import EventType, RunState
 from shipyard.executor.local import EventListener, LocalExecutor
 from shipyard.forge import get_forge
-from shipyard.model import ChangeType, RunStatus, Task
+from shipyard.model import Action, ChangeType, RunStatus, Task
 from shipyard.sandbox import ensure_available
 from shipyard.store import Store
 from shipyard.workspace import inspect_repo
@@ -58,6 +61,7 @@ class App:
         change_type: ChangeType,
         title: str = "",
         index_url: str | None = None,
+        requested_by: str | None = None,
     ) -> RunState:
         """Verify and deliver a patch file. The run is recorded even when it fails."""
         info = inspect_repo(repo)
@@ -72,7 +76,7 @@ class App:
                 "change_type": change_type.value,
                 **({"index_url": index_url} if index_url else {}),
             },
-            requested_by=getpass.getuser(),
+            requested_by=requested_by or identity(),
         )
         return self.executor.run(task)
 
@@ -83,7 +87,9 @@ class App:
         url = index_url or config.deps.index_url or DEFAULT_INDEX
         return DepsPlan(repo=info.path, updates=plan_updates(info.path, config.deps, index_url=url))
 
-    def run_deps(self, *, repo: Path, index_url: str | None = None) -> DepsPlan:
+    def run_deps(
+        self, *, repo: Path, index_url: str | None = None, requested_by: str | None = None
+    ) -> DepsPlan:
         """One run per outdated pin, each verified and delivered on its own branch, one after another."""
         plan = self.plan_deps(repo=repo, index_url=index_url)
         if plan.updates:
@@ -102,7 +108,7 @@ class App:
                     "change_type": ChangeType.DEPENDENCY_UPDATE.value,
                     **({"index_url": index_url} if index_url else {}),
                 },
-                requested_by=getpass.getuser(),
+                requested_by=requested_by or identity(),
             )
             plan.runs.append(self.executor.run(task))
         return plan
@@ -113,12 +119,20 @@ class App:
         return self.store.list_runs(status=RunStatus.AWAITING_REVIEW, limit=500)
 
     def approve(self, run_id: str, *, by: str | None = None, comment: str = "") -> RunState:
-        """Merge a run that waits for review into the target it was verified against."""
+        """Send a run that waits for review through the merge queue into its target.
+
+        If the target moved since the change was verified, the change is rebased and verified
+        again first; a conflict or failing gates keep it out. The reviewer may not be the identity
+        that requested the run unless the repository's ``[review] allow_self_approval`` says so.
+        """
+        self.recover()
         state = self._awaiting(run_id)
-        who = by or getpass.getuser()
-        forge = get_forge("local", Path(state.task["repo"]))
+        who = by or identity()
+        repo = Path(state.task["repo"])
+        forge = get_forge("local", repo)
         branch, target = state.branch, state.review_target
-        if branch is None or target is None or forge.branch_head(branch) is None:
+        head = forge.branch_head(branch) if branch else None
+        if branch is None or target is None or head is None:
             raise NotFound(
                 f"run {state.run_id}: its branch {branch} is gone from the repository; "
                 "reject the review and run the task again."
@@ -126,30 +140,53 @@ class App:
         ctx = RunContext(
             run_id=state.run_id, task=Task(**state.task), store=self.store, home=self.home
         )
+        loaded, _ = configure(ctx, repo)
+        check_reviewer(
+            requested_by=ctx.task.requested_by,
+            reviewer=who,
+            allow_self=loaded.config.review.allow_self_approval,
+            source=loaded.source_name,
+        )
         ctx.emit(EventType.REVIEW_APPROVED, {"by": who, "comment": comment})
-        current = forge.branch_head(target)
-        if state.base_commit and current != state.base_commit:
-            ctx.emit(
-                EventType.LOG,
-                {
-                    "message": f"{target} moved since the change was verified "
-                    f"({state.base_commit[:12]} → {(current or '?')[:12]}); merged on approval "
-                    "without verifying the combination again",
-                },
-            )
+        queue = MergeQueue(forge, home=self.home)
         try:
-            merge_recorded(
+            queue.land(
                 ctx,
-                forge,
                 branch=branch,
                 into=target,
-                message=merge_message(f"{ctx.task.title} (approved by {who})", state.run_id),
-                expected=None,
+                verified=Verified(
+                    base=state.review_base or state.base_commit or "",
+                    head=head,
+                    tree=forge.tree_of(head),
+                ),
+                message=merge_message(f"{ctx.task.title} (approved by {who})"),
+                # A person approved the change itself; only gates failing on the new target stop it.
+                proceed=frozenset({Action.MERGE, Action.STAGING_ONLY, Action.REVIEW}),
+                reverify=lambda base, new_head: reverify(ctx, base, new_head),
             )
         except ShipyardError as exc:
-            ctx.emit(EventType.LOG, {"message": f"approval could not be merged: {exc}"})
+            ctx.log(f"approval could not be merged: {exc}")
             raise
         return self.store.state(state.run_id)
+
+    def recover(self) -> list[str]:
+        """Settle deliveries a crash left half-done (see ``delivery.queue.recover``)."""
+        pending = [
+            s
+            for status in (RunStatus.RUNNING, RunStatus.AWAITING_REVIEW)
+            for s in self.store.list_runs(status=status, limit=10_000)
+            if s.pending_intent
+        ]
+        return recover(
+            lambda run_id: RunContext(
+                run_id=run_id,
+                task=Task(**self.store.state(run_id).task),
+                store=self.store,
+                home=self.home,
+            ),
+            pending,
+            home=self.home,
+        )
 
     def reject(self, run_id: str, *, by: str | None = None, comment: str = "") -> RunState:
         """Close a review without merging; the run branch is deleted, its commit stays in the record."""
@@ -160,7 +197,7 @@ class App:
         )
         if state.branch and forge.branch_head(state.branch) is not None:
             forge.delete_branch(state.branch)
-        ctx.emit(EventType.REVIEW_REJECTED, {"by": by or getpass.getuser(), "comment": comment})
+        ctx.emit(EventType.REVIEW_REJECTED, {"by": by or identity(), "comment": comment})
         return self.store.state(state.run_id)
 
     def _awaiting(self, run_id: str) -> RunState:
@@ -196,3 +233,22 @@ def check_patch(patch: Path) -> list[str]:
             f"{patch}: contains no file changes. Create it with `git diff` or `diff -u`."
         )
     return [f.path for f in parsed]
+
+
+IDENTITY_ENV = "SHIPYARD_IDENTITY"
+
+
+def identity() -> str:
+    """Who is acting: ``$SHIPYARD_IDENTITY`` when set (a bot, a service account), else the OS user."""
+    return os.environ.get(IDENTITY_ENV, "").strip() or getpass.getuser()
+
+
+def check_reviewer(*, requested_by: str, reviewer: str, allow_self: bool, source: str) -> None:
+    """Refuse an approval by the identity that requested the run, unless the config allows it."""
+    if allow_self or not requested_by or requested_by.casefold() != reviewer.casefold():
+        return
+    raise ReviewError(
+        f"{reviewer} requested this run and cannot also approve it; another person must "
+        f"(`shipyard review approve --by NAME`), or set allow_self_approval = true under [review] "
+        f"in {source} for a repository with a single maintainer."
+    )

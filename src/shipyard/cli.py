@@ -12,6 +12,7 @@ import typer
 
 from shipyard import __version__
 from shipyard.app import App
+from shipyard.cli_policy import policy_app
 from shipyard.config import CONFIG_FILE
 from shipyard.console import (
     Progress,
@@ -42,6 +43,7 @@ app.add_typer(run_app, name="run")
 app.add_typer(runs_app, name="runs")
 app.add_typer(review_app, name="review")
 app.add_typer(index_app, name="index")
+app.add_typer(policy_app, name="policy")
 
 T = TypeVar("T")
 RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository to change.")]
@@ -49,6 +51,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 IndexOpt = Annotated[
     str | None,
     typer.Option("--index-url", help="Package index (simple API) to read releases from."),
+]
+
+AsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as", help="Who requests the run (default: $SHIPYARD_IDENTITY, else your user)."
+    ),
 ]
 
 FINISHED_BADLY = {RunStatus.FAILED}
@@ -140,13 +149,16 @@ def init(repo: RepoOpt = Path(".")) -> None:
 
 @run_app.command("deps")
 def run_deps(
-    repo: RepoOpt = Path("."), index_url: IndexOpt = None, json_out: JsonOpt = False
+    repo: RepoOpt = Path("."),
+    index_url: IndexOpt = None,
+    requested_by: AsOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Find outdated pins and verify each update in a sandbox; deliver each by policy."""
 
     def body() -> list[RunState]:
         with _app(json_out) as shipyard:
-            plan = shipyard.run_deps(repo=repo, index_url=index_url)
+            plan = shipyard.run_deps(repo=repo, index_url=index_url, requested_by=requested_by)
             if not plan.updates and not json_out:
                 console.print("every pinned requirement is up to date")
             return plan.runs
@@ -161,6 +173,7 @@ def submit(
     repo: RepoOpt = Path("."),
     title: Annotated[str, typer.Option("--title", help="One line describing the change.")] = "",
     index_url: IndexOpt = None,
+    requested_by: AsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Verify a patch produced elsewhere and deliver it by policy."""
@@ -168,7 +181,12 @@ def submit(
     def body() -> RunState:
         with _app(json_out) as shipyard:
             return shipyard.submit(
-                repo=repo, patch=patch, change_type=change_type, title=title, index_url=index_url
+                repo=repo,
+                patch=patch,
+                change_type=change_type,
+                title=title,
+                index_url=index_url,
+                requested_by=requested_by,
             )
 
     _finish([_guard(body)], json_out)
@@ -228,12 +246,30 @@ def review_approve(
     run_id: str, comment: CommentOpt = "", by: ByOpt = None, json_out: JsonOpt = False
 ) -> None:
     """Approve a change: it is merged into the branch it was verified against."""
-    with _app(json_out, progress=False) as shipyard:
+    with _app(json_out) as shipyard:
         state = _guard(lambda: shipyard.approve(run_id, by=by, comment=comment))
     if json_out:
         print_json(state)
-    else:
+    elif state.delivered_target:
         console.print(f"run {state.run_id}: {status_text(state)} into {state.delivered_target}")
+    else:
+        console.print(f"run {state.run_id}: {status_text(state)} — {why(state)}")
+    if state.status is not RunStatus.MERGED:
+        raise typer.Exit(1)
+
+
+@app.command()
+def recover(json_out: JsonOpt = False) -> None:
+    """Settle deliveries that a crash interrupted: record merges that happened, hand back the rest."""
+    with _app(json_out, progress=False) as shipyard:
+        settled = _guard(shipyard.recover)
+    if json_out:
+        print_json(settled)
+    elif not settled:
+        console.print("nothing to recover: every delivery has its outcome recorded")
+    else:
+        for line in settled:
+            console.print(line)
 
 
 @review_app.command("reject")

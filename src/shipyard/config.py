@@ -72,6 +72,13 @@ class RepoConfig(_Section):
     """Branch that MERGE decisions land on; defaults to the branch checked out when the run starts."""
 
 
+class ReviewConfig(_Section):
+    """Who may approve what waits for review."""
+
+    allow_self_approval: bool = False
+    """Let the identity that requested a run approve it too (for repositories with one maintainer)."""
+
+
 class ShipyardConfig(_Section):
     """The whole of a repository's shipyard configuration."""
 
@@ -80,6 +87,7 @@ class ShipyardConfig(_Section):
     gates: GatesConfig = Field(default_factory=GatesConfig)
     deps: DepsConfig = Field(default_factory=DepsConfig)
     repo: RepoConfig = Field(default_factory=RepoConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
 
     @property
     def preset(self) -> str:
@@ -114,6 +122,17 @@ def load_config(repo: Path) -> LoadedConfig:
         if isinstance(table, dict):
             return _validate(table, pyproject, prefix="tool.shipyard.")
     return LoadedConfig(config=ShipyardConfig(), source=None, raw={})
+
+
+def load_config_file(path: Path) -> LoadedConfig:
+    """Read one named configuration file: a shipyard.toml, or a pyproject.toml's [tool.shipyard]."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such configuration file; check the path.")
+    data = _read_toml(path)
+    if path.name == "pyproject.toml":
+        table = data.get("tool", {}).get("shipyard", {})
+        return _validate(table if isinstance(table, dict) else {}, path, prefix="tool.shipyard.")
+    return _validate(data, path, prefix="")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

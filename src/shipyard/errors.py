@@ -98,6 +98,20 @@ class DeliveryError(ShipyardError):
     exit_code = 8
 
 
+class MergeConflict(DeliveryError):
+    """A run's branch no longer merges cleanly into its target; ``paths`` are the conflicting files."""
+
+    def __init__(self, message: str, paths: list[str]) -> None:
+        super().__init__(message)
+        self.paths = paths
+
+
+class ReviewError(ShipyardError):
+    """A review action is not allowed (for example, approving a run one requested oneself)."""
+
+    exit_code = 9
+
+
 class BlueprintError(ShipyardError):
     """An unknown blueprint, or parameters it cannot use."""
 

@@ -62,6 +62,19 @@ _STATUS_AFTER: dict[str, RunStatus] = {
 }
 
 
+# Outcomes that settle an earlier delivery intent, whatever it was.
+_SETTLES_INTENT = frozenset(
+    {
+        EventType.DELIVERY_MERGED,
+        EventType.DELIVERY_STAGED,
+        EventType.REVIEW_REQUESTED,
+        EventType.REVIEW_REJECTED,
+        EventType.RUN_HALTED,
+        EventType.RUN_FAILED,
+    }
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunState:
     """What a run's events add up to. Derived, never stored."""
@@ -81,10 +94,12 @@ class RunState:
     delivered_commit: str | None = None
     review_status: str | None = None  # requested | approved | rejected
     review_target: str | None = None
+    review_base: str | None = None  # the target's commit the branch under review was verified on
     reviewed_by: str | None = None
     review_comment: str | None = None
     error: str | None = None
     reason: str | None = None  # why a run halted or had nothing to do
+    pending_intent: dict[str, Any] | None = None  # an irreversible step begun and not yet settled
     last_seq: int = 0
 
     @property
@@ -156,6 +171,7 @@ def apply(state: RunState, event: Event) -> RunState:
             review_status="requested",
             branch=_str(d.get("branch")) or state.branch,
             review_target=_str(d.get("target")),
+            review_base=_str(d.get("base")) or state.review_base,
         )
     elif kind in (EventType.REVIEW_APPROVED, EventType.REVIEW_REJECTED):
         changes.update(
@@ -163,10 +179,14 @@ def apply(state: RunState, event: Event) -> RunState:
             reviewed_by=_str(d.get("by")),
             review_comment=_str(d.get("comment")),
         )
+    elif kind == EventType.DELIVERY_INTENT:
+        changes["pending_intent"] = _copy(d)
     elif kind == EventType.RUN_FAILED:
         changes["error"] = _str(d.get("error"))
     elif kind in (EventType.RUN_HALTED, EventType.RUN_NOOP):
         changes["reason"] = _str(d.get("reason"))
+    if kind in _SETTLES_INTENT:
+        changes["pending_intent"] = None
     after = _STATUS_AFTER.get(kind)
     if after is not None and not state.finished:
         changes["status"] = after

@@ -96,7 +96,7 @@ def test_forbidden_path_halts_and_feature_waits_for_review_then_merges(
 
     cli(
         home, "submit", "--repo", str(repo), "--patch", str(PATCHES / "feature-low-stock.patch"),
-        "--type", "feature", "--title", "feature", "--index-url", index_url,
+        "--type", "feature", "--title", "feature", "--index-url", index_url, "--as", "agent",
     )  # fmt: skip
     feature = runs_by_title(home)["feature"]
     assert feature["status"] == "awaiting_review"
@@ -105,6 +105,12 @@ def test_forbidden_path_halts_and_feature_waits_for_review_then_merges(
     assert branches(repo)["main"] == before["main"]
     listed = json.loads(cli(home, "review", "list", "--json").stdout)
     assert [r["run_id"] for r in listed] == [feature["run_id"]]
+
+    # The identity that requested the run cannot approve it.
+    refused = cli(home, "review", "approve", str(feature["run_id"]), "--by", "agent", ok=False)
+    assert refused.returncode == 9
+    assert "agent requested this run and cannot also approve it" in refused.stderr
+    assert branches(repo)["main"] == before["main"]
 
     cli(home, "review", "approve", str(feature["run_id"]), "-m", "ok")
     assert runs_by_title(home)["feature"]["status"] == "merged"

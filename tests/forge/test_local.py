@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.errors import DeliveryError, RepositoryError
+from shipyard.errors import DeliveryError, MergeConflict, RepositoryError
 from shipyard.forge.local import LocalForge
 from shipyard.gitcmd import git
 from shipyard.workspace import Workspace
@@ -237,10 +237,70 @@ def test_branches_and_delete_branch(forge: LocalForge, change: Workspace, user_r
     assert forge.branches() == {}
 
 
-def test_delete_branch_refuses_a_checked_out_branch(forge: LocalForge, user_repo: Path) -> None:
-    with pytest.raises(DeliveryError, match="main is checked out in"):
-        forge.delete_branch("main")
-    assert forge.branch_head("main") == rev(user_repo, "HEAD")
+def test_delete_branch_refuses_a_checked_out_branch(
+    forge: LocalForge, change: Workspace, user_repo: Path
+) -> None:
+    forge.publish(change)
+    git("checkout", "--quiet", change.branch, cwd=user_repo)
+    with pytest.raises(DeliveryError, match=f"{change.branch} is checked out in"):
+        forge.delete_branch(change.branch)
+    assert forge.branch_head(change.branch) == rev(change.path, "HEAD")
+
+
+@pytest.mark.parametrize("verb", ["delete", "rebase"])
+def test_only_shipyard_branches_are_ever_deleted_or_rewritten(
+    forge: LocalForge, user_repo: Path, verb: str
+) -> None:
+    git("branch", "feature", cwd=user_repo)
+    before = refs(user_repo)
+    attempt = (
+        (lambda: forge.delete_branch("feature"))
+        if verb == "delete"
+        else (lambda: forge.rebase("main", onto="feature"))
+    )
+    with pytest.raises(DeliveryError, match=f"refusing to {verb} (main|feature)"):
+        attempt()
+    assert refs(user_repo) == before
+
+
+def test_find_merge_finds_the_run_trailer_and_nothing_else(
+    forge: LocalForge, change: Workspace, user_repo: Path
+) -> None:
+    forge.publish(change)
+    assert forge.find_merge("main", "run-1") is None
+    merged = forge.merge(change.branch, "main", message="m\n\nShipyard-Run: run-1")
+    assert forge.find_merge("main", "run-1") == merged
+    assert forge.find_merge("main", "run-") is None  # a prefix of a run id is not that run
+    assert forge.find_merge("main", "run-1.") is None
+    commit_file(user_repo, "later.txt", "x\n")
+    assert forge.find_merge("main", "run-1") == merged  # found deeper in history too
+    assert forge.find_merge("missing-branch", "run-1") is None
+
+
+def test_rebase_moves_the_change_onto_the_new_target(
+    forge: LocalForge, change: Workspace, user_repo: Path
+) -> None:
+    forge.publish(change)
+    moved = commit_file(user_repo, "README.md", "# project, edited\n")
+    new_head = forge.rebase(change.branch, onto="main")
+    assert rev(user_repo, f"{new_head}^") == moved
+    assert forge.branch_head(change.branch) == new_head
+    shown = git("show", f"{new_head}:src/app.py", cwd=user_repo).stdout
+    assert shown == "one\ntwo\nthree\nfour\n"
+    assert git("show", f"{new_head}:README.md", cwd=user_repo).stdout == "# project, edited\n"
+    assert forge.rebase(change.branch, onto="main") == new_head  # already on top: unchanged
+
+
+def test_a_conflicting_rebase_names_the_files_and_moves_nothing(
+    forge: LocalForge, change: Workspace, user_repo: Path
+) -> None:
+    forge.publish(change)
+    commit_file(user_repo, "src/app.py", "one\nTWO\nthree\nfive\n")
+    before = refs(user_repo)
+    with pytest.raises(MergeConflict) as caught:
+        forge.rebase(change.branch, onto="main")
+    assert caught.value.paths == ["src/app.py"]
+    assert refs(user_repo) == before
 
 
 def test_a_forge_needs_a_repository(tmp_path: Path) -> None:

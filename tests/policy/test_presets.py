@@ -137,7 +137,8 @@ def test_unknown_preset_lists_the_presets() -> None:
     with pytest.raises(ConfigError) as info:
         load_policy("yolo")
     assert str(info.value) == (
-        "shipyard.toml: policy.preset: unknown preset 'yolo' — use one of: seed, strict"
+        "shipyard.toml: policy.preset: unknown preset 'yolo' — use one of: seed, strict, "
+        "or the path of a preset file ending in .toml"
     )
 
 

@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.blueprints.engine import RunContext
-from shipyard.config import DEFAULT_INDEX, load_config
+from shipyard.config import DEFAULT_INDEX, LoadedConfig, load_config
 from shipyard.delivery.deliver import deliver_decision
 from shipyard.delivery.report import write_report
 from shipyard.errors import RepositoryError
 from shipyard.events import EventType
 from shipyard.gates.harness import Harness
-from shipyard.gates.tests import compare, gate_result
+from shipyard.gates.tests import TestComparison, compare, gate_result
 from shipyard.model import ChangeFacts, ChangeType, Decision, DiffFacts, TestReport
-from shipyard.policy import decide, load_policy
+from shipyard.policy import PolicyConfig, decide, load_policy
 from shipyard.policy.classify import ResolvedType, classify, reconcile
 from shipyard.sandbox import get_sandbox
 from shipyard.workspace import Workspace, changed_files, inspect_repo
@@ -28,11 +28,7 @@ from shipyard.workspace import Workspace, changed_files, inspect_repo
 def prepare(ctx: RunContext) -> None:
     """Check the repository, read its configuration, and clone a workspace at the target's head."""
     info = inspect_repo(Path(ctx.task.repo))
-    loaded = load_config(info.path)
-    ctx.config = loaded
-    policy = load_policy(
-        loaded.config.preset, loaded.config.policy_overrides, source=loaded.source_name
-    )
+    loaded, policy = configure(ctx, info.path)
     target = loaded.config.repo.target_branch or info.branch
     if not target:
         raise RepositoryError(
@@ -60,6 +56,20 @@ def prepare(ctx: RunContext) -> None:
     ctx.values["summary"] = f"{target} at {workspace.base_commit[:12]}, policy {policy.name}"
 
 
+def configure(ctx: RunContext, repo: Path) -> tuple[LoadedConfig, PolicyConfig]:
+    """Read the repository's shipyard.toml and policy into the run context."""
+    loaded = load_config(repo)
+    ctx.config = loaded
+    policy = load_policy(
+        loaded.config.preset,
+        loaded.config.policy_overrides,
+        source=loaded.source_name,
+        base_dir=repo,
+    )
+    ctx.values["policy"] = policy
+    return loaded, policy
+
+
 def config_hash(*parts: Any) -> str:
     """A stable fingerprint of the configuration a run used (file contents and the resolved policy)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
@@ -82,7 +92,7 @@ def record_commit(ctx: RunContext, message: str) -> str:
             "lines_deleted": diff.lines_deleted,
         },
     )
-    resolved = classify_change(ctx, workspace, commit, diff)
+    resolved = classify_change(ctx, workspace.path, workspace.base_commit, commit, diff)
     ctx.values["summary"] = (
         f"{diff.files_changed} file(s), +{diff.lines_added} -{diff.lines_deleted} on "
         f"{workspace.branch}, {resolved.change_type.value}"
@@ -91,11 +101,11 @@ def record_commit(ctx: RunContext, message: str) -> str:
 
 
 def classify_change(
-    ctx: RunContext, workspace: Workspace, commit: str, diff: DiffFacts
+    ctx: RunContext, repo: Path, base: str, commit: str, diff: DiffFacts
 ) -> ResolvedType:
     """Classify the change from its contents and keep the more conservative of claim and observation."""
     declared = ChangeType(ctx.task.params.get("change_type", ChangeType.OTHER))
-    files = changed_files(workspace.path, workspace.base_commit, commit, diff)
+    files = changed_files(repo, base, commit, diff)
     resolved = reconcile(declared, classify(files), ctx.values["policy"].routing)
     ctx.values["change_type"] = resolved
     ctx.emit(
@@ -113,8 +123,25 @@ def classify_change(
 
 def verify(ctx: RunContext) -> None:
     """Measure the base and the change with the harness, each on its committed tree in a fresh sandbox."""
-    assert ctx.config is not None
     workspace: Workspace = ctx.values["workspace"]
+    facts, comparison = measure(ctx, workspace.path, workspace.base_commit, ctx.values["commit"])
+    ctx.values.update(facts=facts, comparison=comparison)
+    ctx.values["summary"] = (
+        f"pass rate {comparison.pass_rate:.2%} over {comparison.counted} tests"
+        + (f", {len(comparison.failing)} failing" if comparison.failing else "")
+        + (
+            f", coverage {comparison.coverage_percent:.1f} % ({comparison.coverage_delta:+.1f})"
+            if comparison.coverage_percent is not None and comparison.coverage_delta is not None
+            else ""
+        )
+    )
+
+
+def measure(
+    ctx: RunContext, repo: Path, base: str, head: str
+) -> tuple[ChangeFacts, TestComparison]:
+    """Run the gates on ``base`` and ``head`` of ``repo``, record them, and build the policy's facts."""
+    assert ctx.config is not None
     index_url = str(
         ctx.task.params.get("index_url") or ctx.config.config.deps.index_url or DEFAULT_INDEX
     )
@@ -125,8 +152,8 @@ def verify(ctx: RunContext) -> None:
         cache_dir=ctx.home / "cache",
     )
     reports: dict[str, TestReport] = {}
-    for phase, commit in (("baseline", workspace.base_commit), ("change", ctx.values["commit"])):
-        report = harness.measure(workspace.path, commit, scratch=ctx.run_dir / phase, phase=phase)
+    for phase, commit in (("baseline", base), ("change", head)):
+        report = harness.measure(repo, commit, scratch=ctx.run_dir / phase, phase=phase)
         result = gate_result(report, phase=phase)
         reports[phase] = report
         ctx.emit(
@@ -138,6 +165,7 @@ def verify(ctx: RunContext) -> None:
                 "summary": result.summary,
                 "facts": result.facts,
                 "seconds": result.duration_seconds,
+                "commit": commit,
             },
         )
     comparison = compare(reports["baseline"], reports["change"])
@@ -155,16 +183,32 @@ def verify(ctx: RunContext) -> None:
         failing_tests=comparison.failing,
         gates_ran=bool(reports["change"].cases) or reports["change"].install_failed,
     )
-    ctx.values.update(facts=facts, comparison=comparison, reports=reports)
-    ctx.values["summary"] = (
-        f"pass rate {comparison.pass_rate:.2%} over {comparison.counted} tests"
-        + (f", {len(comparison.failing)} failing" if comparison.failing else "")
-        + (
-            f", coverage {comparison.coverage_percent:.1f} % ({comparison.coverage_delta:+.1f})"
-            if comparison.coverage_percent is not None and comparison.coverage_delta is not None
-            else ""
-        )
+    return facts, comparison
+
+
+def reverify(ctx: RunContext, base: str, head: str) -> Decision:
+    """Verify ``head`` (a change rebased onto ``base``) from scratch and decide again.
+
+    The commits are read from the user's repository into a fresh workspace; gates, classification
+    and decision are recorded like the first time.
+    """
+    ctx.log(f"verifying again on {base[:12]}: the target moved since the first verification")
+    workspace = Workspace.create(
+        Path(ctx.task.repo),
+        base_ref=head,
+        run_id=f"{ctx.run_id}.recheck",
+        root=ctx.home / "workspaces",
     )
+    try:
+        diff = workspace.diff_facts(base, head)
+        ctx.values["diff"] = diff
+        classify_change(ctx, workspace.path, base, head, diff)
+        facts, _ = measure(ctx, workspace.path, base, head)
+    finally:
+        workspace.remove()
+    decision = decide(facts, ctx.values["policy"])
+    ctx.emit(EventType.DECISION_MADE, {**decision_data(decision), "reverified": True})
+    return decision
 
 
 def decide_node(ctx: RunContext) -> None:
@@ -189,7 +233,7 @@ def decision_data(decision: Decision) -> dict[str, Any]:
 
 def deliver(ctx: RunContext) -> None:
     """Carry out the decision on the user's repository through the forge."""
-    outcome = deliver_decision(ctx)
+    outcome = deliver_decision(ctx, reverify=lambda base, head: reverify(ctx, base, head))
     ctx.values["summary"] = outcome
 
 

@@ -9,91 +9,85 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard.blueprints.engine import RunContext
+from shipyard.delivery.queue import Landing, MergeQueue, Reverify, Verified
 from shipyard.events import EventType
-from shipyard.forge import Forge, get_forge
+from shipyard.forge import get_forge
 from shipyard.model import Action, Decision
 from shipyard.workspace import Workspace
 
 
-def merge_message(title: str, run_id: str, decision: Decision | None = None) -> str:
-    lines = [f"shipyard: {title}", "", f"Run: {run_id}"]
+def merge_message(title: str, decision: Decision | None = None) -> str:
+    lines = [f"shipyard: {title}"]
     if decision is not None:
-        lines.append(f"Decision: {decision.action.value} ({decision.policy} policy)")
+        lines += ["", f"Decision: {decision.action.value} ({decision.policy} policy)"]
         lines += [f"- {r.message}" for r in decision.reasons]
     return "\n".join(lines)
 
 
-def deliver_decision(ctx: RunContext) -> str:
-    """Deliver according to ``ctx.values["decision"]``; returns a one-line outcome."""
+def deliver_decision(ctx: RunContext, reverify: Reverify | None = None) -> str:
+    """Deliver according to ``ctx.values["decision"]``; returns a one-line outcome.
+
+    MERGE and STAGING_ONLY go through the merge queue; ``reverify`` measures a change again when
+    the target moved after it was verified.
+    """
     decision: Decision = ctx.values["decision"]
     workspace: Workspace = ctx.values["workspace"]
     target: str = ctx.values["target"]
     forge = get_forge("local", ctx.values["repo_info"].path)
+    queue = MergeQueue(forge, home=ctx.home)
     if decision.action is Action.HALT:
         first = decision.reasons[0].message if decision.reasons else "halted by policy"
         ctx.emit(EventType.RUN_HALTED, {"reason": first, "workspace": str(workspace.path)})
         return "halted; nothing was published"
     if decision.action is Action.REVIEW:
-        _intent(ctx, "publish", branch=workspace.branch, target=target)
-        forge.publish(workspace)
-        ctx.emit(
-            EventType.REVIEW_REQUESTED,
-            {"branch": workspace.branch, "target": target, "base": workspace.base_commit},
-        )
+        with queue.lock(target):
+            _intent(ctx, "publish", branch=workspace.branch, target=target)
+            forge.publish(workspace)
+            ctx.emit(
+                EventType.REVIEW_REQUESTED,
+                {"branch": workspace.branch, "target": target, "base": workspace.base_commit},
+            )
         workspace.remove()
         return f"branch {workspace.branch} waits for review (shipyard review approve {ctx.run_id})"
+    forge.publish(workspace)
+    head: str = ctx.values["commit"]
+    message = merge_message(ctx.task.title or ctx.task.blueprint, decision)
     if decision.action is Action.STAGING_ONLY:
         staging: str = ctx.values["policy"].staging_branch
-        return _merge(
-            ctx, forge, workspace, into=staging, start=target, event=EventType.DELIVERY_STAGED
+        forge.ensure_branch(staging, start=target)
+        # Staging collects changes to try out; each lands on its current head, no re-verification.
+        landing = queue.land(
+            ctx,
+            branch=workspace.branch,
+            into=staging,
+            verified=Verified(base="", head=head, tree=forge.tree_of(head)),
+            message=message,
+            proceed=frozenset({Action.STAGING_ONLY}),
+            reverify=None,
+            event=EventType.DELIVERY_STAGED,
+            follow=True,
         )
-    return _merge(ctx, forge, workspace, into=target, start=None, event=EventType.DELIVERY_MERGED)
-
-
-def _merge(
-    ctx: RunContext,
-    forge: Forge,
-    workspace: Workspace,
-    *,
-    into: str,
-    start: str | None,
-    event: EventType,
-) -> str:
-    decision: Decision = ctx.values["decision"]
-    if start is not None:
-        forge.ensure_branch(into, start=start)
-    expected = workspace.base_commit if start is None else None
-    forge.publish(workspace)
-    commit = merge_recorded(
-        ctx,
-        forge,
-        branch=workspace.branch,
-        into=into,
-        message=merge_message(ctx.task.title or ctx.task.blueprint, ctx.run_id, decision),
-        expected=expected,
-        event=event,
-    )
+    else:
+        landing = queue.land(
+            ctx,
+            branch=workspace.branch,
+            into=target,
+            verified=Verified(base=workspace.base_commit, head=head, tree=forge.tree_of(head)),
+            message=message,
+            proceed=frozenset({Action.MERGE}),
+            reverify=reverify,
+        )
     workspace.remove()
-    return f"merged into {into} as {commit[:12]}"
+    return describe(landing, into=staging if decision.action is Action.STAGING_ONLY else target)
 
 
-def merge_recorded(
-    ctx: RunContext,
-    forge: Forge,
-    *,
-    branch: str,
-    into: str,
-    message: str,
-    expected: str | None,
-    event: EventType = EventType.DELIVERY_MERGED,
-) -> str:
-    """The one way a run's branch lands: intent recorded, merged at most once, branch deleted, outcome
-    recorded. A retry after a crash finds the earlier merge instead of merging again."""
-    _intent(ctx, "merge", branch=branch, target=into, expected_target=expected)
-    commit = forge.merge(branch, into, message=message, expected_target=expected)
-    forge.delete_branch(branch)
-    ctx.emit(event, {"target": into, "commit": commit, "branch": branch})
-    return commit
+def describe(landing: Landing, *, into: str) -> str:
+    if landing.outcome == "merged" and landing.commit:
+        again = " after verifying it again" if landing.reverified else ""
+        return f"merged into {into} as {landing.commit[:12]}{again}"
+    if landing.outcome == "review":
+        return f"waits for review: {landing.detail}"
+    return f"halted: {landing.detail}"
 
 
 def _intent(ctx: RunContext, action: str, **data: Any) -> None:

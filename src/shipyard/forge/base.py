@@ -15,6 +15,8 @@ class Forge(Protocol):
     """
 
     name: str
+    url: str
+    """Where the forge is: the repository's path for the local forge."""
 
     def publish(self, workspace: Workspace) -> None:
         """Make ``workspace.branch`` exist here, pointing at the workspace branch's head."""
@@ -40,6 +42,18 @@ class Forge(Protocol):
 
     def delete_branch(self, name: str) -> None:
         """Delete branch ``name``; deleting a branch that does not exist does nothing."""
+        ...
+
+    def find_merge(self, target: str, run_id: str) -> str | None:
+        """The commit on ``target`` carrying the ``Shipyard-Run: <run_id>`` trailer, if any."""
+        ...
+
+    def tree_of(self, rev: str) -> str:
+        """The tree object ``rev`` points at: equal trees mean byte-identical content."""
+        ...
+
+    def rebase(self, branch: str, onto: str) -> str:
+        """Put ``branch``'s change on top of ``onto``; returns the new head (MergeConflict if not)."""
         ...
 
     def branches(self, prefix: str = "shipyard/") -> dict[str, str]:

@@ -8,13 +8,14 @@ moves, so a conflict leaves the repository exactly as it was.
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shipyard.errors import DeliveryError, RepositoryError
+from shipyard.errors import DeliveryError, MergeConflict, RepositoryError
 from shipyard.gitcmd import IDENTITY, git
-from shipyard.workspace import uncommitted_paths
+from shipyard.workspace import BRANCH_PREFIX, uncommitted_paths
 
 if TYPE_CHECKING:
     from shipyard.workspace import Workspace
@@ -37,6 +38,7 @@ class LocalForge:
         if found.returncode != 0:
             raise RepositoryError(f"{path}: not a git repository; pass the repository's path.")
         self.repo = path.resolve()
+        self.url = str(self.repo)
         self.identity = identity
 
     def __repr__(self) -> str:
@@ -74,6 +76,7 @@ class LocalForge:
         logger.info("created %s at %s in %s", name, commit[:12], self.repo)
 
     def delete_branch(self, name: str) -> None:
+        _own(name, "delete")
         head = self.branch_head(name)
         if head is None:
             return
@@ -94,6 +97,7 @@ class LocalForge:
     # --- delivery --------------------------------------------------------------------------------
 
     def publish(self, workspace: Workspace) -> None:
+        _own(workspace.branch, "publish")
         ref = self._ref(workspace.branch)
         worktree = self._checked_out_in(workspace.branch)
         if worktree is not None:
@@ -151,6 +155,46 @@ class LocalForge:
         else:
             self._fast_forward_checkout(worktree, target, commit, current)
         logger.info("merged %s into %s as %s in %s", branch, target, commit[:12], self.repo)
+        return commit
+
+    def find_merge(self, target: str, run_id: str) -> str | None:
+        """The commit on ``target`` whose message carries ``Shipyard-Run: <run_id>``, if any."""
+        if self.branch_head(target) is None:
+            return None
+        pattern = f"^{TRAILER}: {re.escape(run_id)}$"
+        done = self._git(
+            "log", "--format=%H", "--extended-regexp", f"--grep={pattern}", self._ref(target),
+            "--", check=False,
+        )  # fmt: skip
+        found = done.stdout.split()
+        return found[0] if done.returncode == 0 and found else None
+
+    def tree_of(self, rev: str) -> str:
+        return self._git("rev-parse", "--verify", f"{rev}^{{tree}}").stdout.strip()
+
+    def rebase(self, branch: str, onto: str) -> str:
+        """Replace ``branch`` by one commit on top of ``onto`` holding the same change.
+
+        The new tree is git's three-way merge of ``onto`` and the branch; a conflict raises
+        MergeConflict naming the files and moves nothing. Returns the new head of ``branch``.
+        """
+        _own(branch, "rebase")
+        head, base = self._require(branch), self._require(onto)
+        if self._is_ancestor(base, head):
+            return head
+        tree = self._merge_tree(base, head, branch=branch, target=onto)
+        message = self._git("log", "-1", "--format=%B", head).stdout
+        commit = self._git("commit-tree", tree, "-p", base, "-F", "-", input=message).stdout.strip()
+        done = self._git(
+            "update-ref", "-m", f"shipyard: rebase onto {onto}", self._ref(branch), commit, head,
+            check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise DeliveryError(
+                f"{branch} changed while shipyard was rebasing it ({_reason(done.stderr)}); "
+                "nothing was merged."
+            )
+        logger.info("rebased %s onto %s (%s) as %s", branch, onto, base[:12], commit[:12])
         return commit
 
     # --- internals -------------------------------------------------------------------------------
@@ -214,9 +258,10 @@ class LocalForge:
         fields = [f for f in done.stdout.split("\0") if f]
         if done.returncode == 1:
             conflicts = sorted(set(fields[1:]))
-            raise DeliveryError(
+            raise MergeConflict(
                 f"{branch} conflicts with {target} in {_shown(conflicts)}; nothing was merged. "
-                f"Run the task again on the current {target}."
+                f"Run the task again on the current {target}.",
+                conflicts,
             )
         if done.returncode != 0 or not fields:
             raise DeliveryError(
@@ -265,6 +310,18 @@ class LocalForge:
             if attrs.get("branch") == f"refs/heads/{name}" and "prunable" not in attrs:
                 return Path(attrs["worktree"])
         return None
+
+
+TRAILER = "Shipyard-Run"
+"""The trailer that ties a merge commit to the run that made it: how a retry finds a done merge."""
+
+
+def _own(branch: str, verb: str) -> None:
+    """shipyard creates, rewrites and deletes only its own branches."""
+    if not branch.startswith(BRANCH_PREFIX):
+        raise DeliveryError(
+            f"refusing to {verb} {branch}: shipyard only {verb}s branches under {BRANCH_PREFIX}"
+        )
 
 
 def _reason(stderr: str) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -112,20 +114,27 @@ def load_policy(
     overrides: Mapping[str, Any] | None = None,
     *,
     source: str = "shipyard.toml",
+    base_dir: Path | None = None,
 ) -> PolicyConfig:
     """A preset with a repository's overrides merged in, validated.
 
-    ``overrides`` is the ``[policy]`` table without ``preset``. Tables merge key by key, any other
-    value (lists included) replaces the preset's; ``extra_forbidden``, ``extra_review`` and
-    ``extra_automerge_allowlist`` (in ``[policy]`` or ``[policy.paths]``) add patterns to the
-    preset's lists instead. ``source`` names the file in error messages.
+    ``preset`` is a built-in name or the path of a preset file (``.toml``, relative to ``base_dir``,
+    usually the repository). ``overrides`` is the ``[policy]`` table without ``preset``. Tables
+    merge key by key, any other value (lists included) replaces the preset's;
+    ``extra_forbidden``, ``extra_review`` and ``extra_automerge_allowlist`` (in ``[policy]`` or
+    ``[policy.paths]``) add patterns to the preset's lists instead. ``source`` names the file in
+    error messages.
     """
     prefix = "tool.shipyard.policy." if source.endswith("pyproject.toml") else "policy."
-    base = PRESETS.get(preset)
+    base = (
+        load_preset_file(preset, base_dir=base_dir, source=source, prefix=prefix)
+        if preset.endswith(".toml")
+        else PRESETS.get(preset)
+    )
     if base is None:
         raise ConfigError(
             f"{source}: {prefix}preset: unknown preset {preset!r} — use one of: "
-            f"{', '.join(sorted(PRESETS))}"
+            f"{', '.join(sorted(PRESETS))}, or the path of a preset file ending in .toml"
         )
     table = dict(overrides or {})
     if table.pop("preset", preset) != preset:
@@ -139,6 +148,37 @@ def load_policy(
     except ValidationError as exc:
         lines = [_describe(err, source=source, prefix=prefix) for err in exc.errors()]
         raise ConfigError("\n".join(lines)) from exc
+
+
+def load_preset_file(
+    path: str, *, base_dir: Path | None, source: str = "shipyard.toml", prefix: str = "policy."
+) -> PolicyConfig:
+    """A preset written by a user: a TOML file of policy tables, ``extends`` naming its base.
+
+    The file holds what a ``[policy]`` table would (``quality``, ``routing``, ``paths``,
+    ``limits``, ``staging_branch``, ``extra_*``), plus ``extends = "seed"`` or ``"strict"`` (the
+    default is ``seed``) and an optional ``name`` (the file's stem otherwise).
+    """
+    file = Path(path) if base_dir is None else (base_dir / path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{source}: {prefix}preset: no preset file {file}; create it or name a built-in preset "
+            f"({', '.join(sorted(PRESETS))})"
+        ) from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(
+            f"{file}: cannot be read as a TOML preset ({exc}); fix the file"
+        ) from None
+    extends = data.pop("extends", "seed")
+    if not isinstance(extends, str) or extends not in PRESETS:
+        raise ConfigError(
+            f"{file}: extends: {extends!r} is not a built-in preset — use one of: "
+            f"{', '.join(sorted(PRESETS))}"
+        )
+    data.setdefault("name", file.stem)
+    return load_policy(extends, data, source=str(file))
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
