@@ -97,14 +97,14 @@ def test_unmeasured_coverage_blocks_auto_merge(coverage: float | None) -> None:
     assert decision.reasons[0].rule == "quality.coverage_unmeasured"
 
 
-def test_low_coverage_does_not_turn_staging_into_review() -> None:
+def test_low_coverage_blocks_an_automatic_merge_to_staging_too() -> None:
     facts = change(".github/workflows/ci.yml", change_type=ChangeType.INFRASTRUCTURE)
     low = change(
         ".github/workflows/ci.yml", change_type=ChangeType.INFRASTRUCTURE, coverage_percent=10.0
     )
     assert decide(facts, SEED).action is Action.STAGING_ONLY
-    assert decide(low, SEED).action is Action.STAGING_ONLY
-    assert "quality.coverage_below_merge_min" not in rules(low)
+    assert decide(low, SEED).action is Action.REVIEW
+    assert "quality.coverage_below_merge_min" in rules(low)
 
 
 def test_gates_that_did_not_run_halt_even_with_perfect_numbers() -> None:
@@ -332,3 +332,15 @@ def test_inputs_record_the_facts_as_plain_json() -> None:
 
 def test_decision_names_the_policy_it_used() -> None:
     assert decide(change("README.md"), load_policy("strict")).policy == "strict"
+
+
+def test_routing_a_type_more_conservatively_never_lowers_the_outcome() -> None:
+    # Low coverage keeps a dependency update from merging; routing that type to staging instead
+    # must not let it land on staging without review.
+    low = change("requirements.txt", coverage_percent=80.0)
+    routes = SEED.routing.model_copy(
+        update={"types": {**SEED.routing.types, ChangeType.DEPENDENCY_UPDATE: Action.STAGING_ONLY}}
+    )
+    staged = SEED.model_copy(update={"routing": routes})
+    assert decide(low, SEED).action is Action.REVIEW
+    assert decide(low, staged).action is Action.REVIEW

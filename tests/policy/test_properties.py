@@ -205,6 +205,65 @@ def test_adding_files_is_never_more_permissive(
     assert severity(bigger, policy) >= severity(facts, policy)
 
 
+@st.composite
+def stricter(draw: st.DrawFn, policy: PolicyConfig) -> PolicyConfig:
+    """``policy`` tightened in one or more of its parts: higher bars, more conservative routes, more
+    guarded paths, a smaller allowlist, lower limits. Only changes that cannot widen anything are
+    drawn: patterns are appended without '!' (gitignore's last match decides) and the allowlist
+    only loses entries that are not negations. Parts not chosen stay as they were, so a single
+    tightening (often the one that matters) is common."""
+    q, r, p, lim = policy.quality, policy.routing, policy.paths, policy.limits
+    parts = draw(st.sets(st.sampled_from(["quality", "routing", "paths", "limits"]), min_size=1))
+    data = policy.model_dump(mode="json")
+    data["name"] = f"{policy.name}-stricter"
+    if "quality" in parts:
+        data["quality"] = {
+            "min_pass_rate": draw(st.floats(q.min_pass_rate, 1.0)),
+            "max_static_errors": draw(st.integers(0, q.max_static_errors)),
+            "min_coverage_delta": draw(st.floats(q.min_coverage_delta, 100.0)),
+            "min_coverage_for_merge": draw(st.floats(q.min_coverage_for_merge, 100.0)),
+        }
+    if "routing" in parts:
+        data["routing"] = {
+            "types": {
+                t.value: draw(
+                    st.sampled_from([a for a in Action if a.severity >= r.route(t).severity])
+                )
+                for t in ChangeType
+            },
+            "merge_max_files": draw(st.integers(0, r.merge_max_files)),
+            "default": draw(
+                st.sampled_from([a for a in Action if a.severity >= r.default.severity])
+            ),
+        }
+    if "paths" in parts:
+        positive = st.lists(
+            st.sampled_from([x for x in PATTERNS if not x.startswith("!")]), max_size=3
+        )
+        data["paths"] = {
+            "forbidden": [*p.forbidden, *draw(positive)],
+            "review": [*p.review, *draw(positive)],
+            "automerge_allowlist": [
+                x for x in p.automerge_allowlist if x.startswith("!") or draw(st.booleans())
+            ],
+        }
+    if "limits" in parts:
+        data["limits"] = {
+            "review_max_files": draw(st.integers(0, lim.review_max_files)),
+            "review_max_lines": draw(st.integers(0, lim.review_max_lines)),
+        }
+    return PolicyConfig.model_validate(data)
+
+
+@SETTINGS
+@given(facts=facts_strategy, policy=any_config, data=st.data())
+def test_a_stricter_preset_is_never_more_permissive(
+    facts: ChangeFacts, policy: PolicyConfig, data: st.DataObject
+) -> None:
+    tightened = data.draw(stricter(policy))
+    assert severity(facts, tightened) >= severity(facts, policy)
+
+
 @SETTINGS
 @given(facts=facts_strategy)
 def test_strict_is_never_more_permissive_than_seed(facts: ChangeFacts) -> None:

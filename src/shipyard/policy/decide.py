@@ -35,10 +35,10 @@ def decide(facts: ChangeFacts, policy: PolicyConfig) -> Decision:
     - ``routing.type`` (the action the change type routes to) and ``routing.merge_max_files``
       (REVIEW): a change routed to MERGE that touches more files than auto-merge allows.
     - ``quality.coverage_below_merge_min`` and ``quality.coverage_unmeasured`` (REVIEW): checked
-      only when every other rule would let the change MERGE, since they exist to block
-      auto-merge. They do not turn STAGING_ONLY into REVIEW: staging is where a change is
-      exercised before a person promotes it, and the seed sets its coverage floor for changes
-      that reach production.
+      only when every other rule would let the change land automatically (MERGE or
+      STAGING_ONLY), since they exist to block automatic merges. Staging is an automatic merge
+      too, and applying the floor there keeps ``decide`` monotone: routing a type more
+      conservatively never makes the outcome more permissive.
 
     Reasons are ordered by action, most conservative first (stable otherwise), so ``reasons[0]`` is
     always one that explains the final action.
@@ -58,7 +58,7 @@ def decide(facts: ChangeFacts, policy: PolicyConfig) -> Decision:
         *_limits(facts, policy),
         *_routing(facts, policy),
     ]
-    if Action.most_conservative([r.action for r in reasons]) is Action.MERGE:
+    if Action.most_conservative([r.action for r in reasons]).severity < Action.REVIEW.severity:
         reasons += _coverage_for_merge(facts, policy)
     ordered = sorted(reasons, key=lambda r: -r.action.severity)
     return Decision(
