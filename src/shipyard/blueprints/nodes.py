@@ -173,7 +173,7 @@ def measure(
     facts = ChangeFacts(
         change_type=resolved.change_type,
         declared_type=resolved.declared,
-        type_note=resolved.note,
+        type_note="" if resolved.confirmed else resolved.note,
         type_evidence=resolved.evidence,
         diff=ctx.values["diff"],
         pass_rate=comparison.pass_rate,

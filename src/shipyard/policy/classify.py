@@ -67,6 +67,11 @@ class ResolvedType:
     def overridden(self) -> bool:
         return self.change_type is not self.declared
 
+    @property
+    def confirmed(self) -> bool:
+        """The declared type is what the change shows: nothing worth adding to a decision."""
+        return not self.overridden and self.declared in self.observed
+
 
 def _spec(*patterns: str) -> GitIgnoreSpec:
     return GitIgnoreSpec.from_lines(patterns)
