@@ -31,6 +31,8 @@ class Limits:
     file_size_bytes: int | None = 1024**3
     output_bytes: int = 4 * 1024**2
     tmp_bytes: int = 512 * 1024**2
+    disk_bytes: int | None = 8 * 1024**3
+    """How much the workspace and writable mounts may grow; polled, so a burst can overshoot briefly."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +47,8 @@ class CommandResult:
     timed_out: bool = False
     output_truncated: bool = False
     limits_applied: tuple[str, ...] = field(default=())
+    violations: tuple[str, ...] = field(default=())
+    """Limits the command hit, each ``"<limit>: <what happened>"`` (e.g. ``"disk: ..."``)."""
 
     @property
     def ok(self) -> bool:

@@ -6,9 +6,12 @@ a pids cgroup is the only real process limit. cgroup v2 is used when delegated, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,12 +31,62 @@ class CgroupLimits:
         for d in self.dirs:
             (d / "cgroup.procs").write_text(str(os.getpid()))
 
-    def remove(self) -> None:
+    def kill(self) -> None:
+        """SIGKILL whatever is still in the cgroups: nothing a command started outlives its run."""
         for d in self.dirs:
-            try:
-                d.rmdir()
-            except OSError as exc:  # still has members for a moment after a kill
-                log.debug("cgroup %s not removed: %s", d, exc)
+            if (d / "cgroup.kill").exists():
+                (d / "cgroup.kill").write_text("1")
+                continue
+            for pid in _members(d):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def hits(self) -> tuple[str, ...]:
+        """The limits the kernel enforced during the run, as ``CommandResult.violations`` entries."""
+        found = []
+        for d in self.dirs:
+            refused = _counter(d / "pids.events", "max")
+            if refused:
+                found.append(f"processes: the pids cgroup refused {refused} fork(s)")
+            if _counter(d / "memory.events", "oom_kill") or _counter(
+                d / "memory.oom_control", "oom_kill"
+            ):
+                found.append("memory: the memory cgroup's OOM killer ended a process")
+        return tuple(found)
+
+    def remove(self) -> None:
+        """Kill any member left, then remove the directories (retrying while members exit)."""
+        self.kill()
+        for d in self.dirs:
+            for _ in range(50):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:  # members take a moment to leave after SIGKILL
+                    log.debug("cgroup %s not removed yet: %s", d, exc)
+                    time.sleep(0.02)
+
+
+def _members(d: Path) -> list[int]:
+    try:
+        return [int(pid) for pid in (d / "cgroup.procs").read_text().split()]
+    except OSError:
+        return []
+
+
+def _counter(path: Path, key: str) -> int:
+    """A ``key value`` counter from a cgroup events file; 0 when absent."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        name, _, value = line.partition(" ")
+        if name == key and value.strip().isdigit():
+            return int(value)
+    return 0
 
 
 def create(*, max_processes: int | None, memory_bytes: int | None) -> CgroupLimits | None:
