@@ -13,6 +13,7 @@ import typer
 from shipyard import __version__
 from shipyard.app import App
 from shipyard.cli_policy import policy_app
+from shipyard.cli_sandbox import bench_app, sandbox_app
 from shipyard.config import CONFIG_FILE
 from shipyard.console import (
     Progress,
@@ -43,6 +44,8 @@ app.add_typer(run_app, name="run")
 app.add_typer(runs_app, name="runs")
 app.add_typer(review_app, name="review")
 app.add_typer(index_app, name="index")
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(bench_app, name="bench")
 app.add_typer(policy_app, name="policy")
 
 T = TypeVar("T")

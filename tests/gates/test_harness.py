@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from shipyard.config import GatesConfig
 from shipyard.deps.localindex import serve
+from shipyard.gates.environment import environment_key
 from shipyard.gates.harness import Harness, export_tree
 from shipyard.gates.tests import compare
 from shipyard.sandbox import BwrapSandbox
@@ -102,3 +104,67 @@ def test_tests_cannot_reach_the_host_network_or_home(tmp_path: Path, index_url: 
     outcomes = {c.id: c.outcome for c in report.cases}
     assert outcomes["tests.test_escape::test_no_home"] == "passed"
     assert outcomes["tests.test_escape::test_no_network"] == "passed"
+
+
+def test_measurements_of_one_dependency_set_share_one_pooled_environment(
+    tmp_path: Path, index_url: str
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    base = _git("rev-parse", "HEAD", cwd=repo)
+    (repo / "tests" / "test_tamper.py").write_text(
+        "import pathlib, sys\n"
+        "def test_writes_into_its_environment():\n"
+        "    site = next(pathlib.Path(sys.prefix).glob('lib/python*/site-packages'))\n"
+        "    (site / 'tampered.py').write_text('raise SystemExit')\n"
+    )
+    _git("add", "-A", cwd=repo)
+    change = commit(repo, "a test that writes into its environment")
+    h = harness(tmp_path, index_url)
+
+    after = h.measure(repo, change, scratch=tmp_path / "c", phase="change")
+    baseline = h.measure(repo, base, scratch=tmp_path / "b", phase="baseline")
+    assert "tests.test_tamper::test_writes_into_its_environment" in after.passed
+    assert len(baseline.passed) == 24
+    built, reused = h.environments
+    assert (built.hit, reused.hit) == (False, True)
+    assert built.key == reused.key
+    assert h.pool.recent_keys() == [built.key]
+    assert not list(h.pool.entry(built.key).rglob("tampered.py")), "the run's writes stay its own"
+    assert built.layer is not None
+    assert built.layer.mechanism == ("overlay" if os.geteuid() == 0 else "copy")
+
+    (repo / "requirements.txt").write_text(
+        (repo / "requirements.txt").read_text().replace("slugkit==1.0.0", "slugkit==1.1.0")
+    )
+    bumped = commit(repo, "bump slugkit")
+    h.measure(repo, bumped, scratch=tmp_path / "d", phase="change")
+    assert h.environments[-1].hit is False
+    assert h.environments[-1].key != built.key
+    assert sorted(h.pool.recent_keys()) == sorted([built.key, h.environments[-1].key])
+
+
+def test_the_environment_key_follows_every_input(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "req").mkdir(parents=True)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "a-1.0-py3-none-any.whl").write_bytes(b"one")
+    (tree / "requirements.txt").write_text("a==1.0\n-r req/more.txt\n")
+    (tree / "req" / "more.txt").write_text("b\n")
+
+    def key(files: tuple[str, ...] = ("requirements.txt",), **kw: object) -> str | None:
+        args: dict[str, object] = {"extra": [], "wheelhouse": wheels, "python": "/py"} | kw
+        return environment_key(tree, files=files, **args)  # type: ignore[arg-type]
+
+    first = key()
+    assert first is not None
+    assert key() == first, "stable for the same inputs"
+    assert key(python="/other/py") != first
+    assert key(extra=["pytest"]) != first
+    (tree / "req" / "more.txt").write_text("b==2\n")
+    assert key() != first, "an included file is an input"
+    second = key()
+    (wheels / "a-1.0-py3-none-any.whl").write_bytes(b"rebuilt")
+    assert key() != second, "wheels count by content, not by name"
+    (tree / "requirements.txt").write_text("a==1.0\n-e .\n")
+    assert key() is None, "an environment built from the tree itself is never pooled"

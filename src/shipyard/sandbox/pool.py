@@ -1,0 +1,349 @@
+"""The warm environment pool: Python environments built once per dependency set, lent to each run.
+
+An entry is a virtual environment built in a sandbox at the in-sandbox path every run uses (a venv's
+scripts and ``pyvenv.cfg`` hold absolute paths), keyed by the caller's digest of its inputs. A run gets a
+copy-on-write view of it: a kernel overlay mounted on the host where shipyard may mount (root), a
+``cp --reflink=auto`` copy where it may not. Entries are never written after they are published, so a
+run's writes land only in its own layer.
+
+Concurrency: one flock per key, exclusive while building (into a temporary directory that is renamed into
+place), shared while a run uses the entry; eviction only removes entries whose lock it can take
+exclusively, so nothing in use disappears. Eviction keeps the ``keep`` most recently used entries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from shipyard.errors import ConfigError, SandboxError
+from shipyard.sandbox.base import CommandResult
+
+log = logging.getLogger(__name__)
+
+Mechanism = Literal["overlay", "copy"]
+DEFAULT_KEEP = 8
+KEEP_VARIABLE = "SHIPYARD_POOL_KEEP"
+ENTRY_ENVIRONMENT = "venv"
+"""The directory inside an entry (and inside a build's scratch) that holds the environment itself."""
+
+_MNT_DETACH = 2
+_OVERLAY_UNSAFE = (",", ":", "\\", "\n")
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+Builder = Callable[[Path], CommandResult]
+"""Builds an environment into ``<dir>/venv`` (the directory it is given) and says how that went."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layer:
+    """A run's private, writable view of a pooled environment at ``path`` on the host."""
+
+    path: Path
+    mechanism: Mechanism
+    seconds: float
+    note: str = ""
+    """Why a copy was made where an overlay was wanted; empty otherwise."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Checkout:
+    """What one run got from the pool."""
+
+    key: str
+    hit: bool
+    layer: Layer | None
+    """None when the build failed (``built`` says why)."""
+    built: CommandResult | None = None
+    """The build's result when this run built the entry; None on a hit."""
+
+
+def keep_from_env(environ: Mapping[str, str] = os.environ) -> int:
+    """How many entries to keep: ``$SHIPYARD_POOL_KEEP`` or the default."""
+    value = environ.get(KEEP_VARIABLE, "")
+    if not value:
+        return DEFAULT_KEEP
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{KEEP_VARIABLE}={value!r}: use a whole number of entries, at least 1.")
+    return int(value)
+
+
+class EnvPool:
+    """Prepared environments under ``root`` (shipyard's cache in its home), at most ``keep`` of them."""
+
+    def __init__(
+        self, root: Path, *, keep: int = DEFAULT_KEEP, mechanism: Mechanism | None = None
+    ) -> None:
+        if keep < 1:
+            raise ConfigError(f"the environment pool must keep at least 1 entry, not {keep}.")
+        self.root = root
+        self.keep = keep
+        self.mechanism = mechanism
+        """Force one mechanism; None tries an overlay and falls back to a copy."""
+        self._overlay_refused = ""
+
+    def entry(self, key: str) -> Path:
+        return self.root / "entries" / key
+
+    def recent_keys(self) -> list[str]:
+        """Published entries, most recently used first."""
+        found = []
+        for path in (self.root / "entries").glob("*"):
+            with contextlib.suppress(FileNotFoundError):  # evicted while we looked
+                found.append((path.stat().st_mtime, path.name))
+        return [name for _, name in sorted(found, reverse=True)]
+
+    @contextlib.contextmanager
+    def checkout(
+        self, key: str, *, build: Builder, target: Path, workdir: Path
+    ) -> Iterator[Checkout]:
+        """The entry for ``key`` (built first when missing) as a private layer at ``target``.
+
+        ``workdir`` holds the overlay's upper and work directories; both it and ``target`` are removed
+        afterwards. The entry cannot be evicted while the block runs.
+        """
+        _check_key(key)
+        lock = _KeyLock(self.root / "locks" / f"{key}.lock")
+        try:
+            built = self._present(key, build, lock)
+            if built is not None and not built.ok:
+                yield Checkout(key=key, hit=False, layer=None, built=built)
+                return
+            os.utime(self.entry(key))
+            with self._layer(self.entry(key) / ENTRY_ENVIRONMENT, target, workdir) as layer:
+                log.info(
+                    "environment %s: %s, %s in %.0f ms%s",
+                    key[:12], "pool hit" if built is None else "built", layer.mechanism,
+                    layer.seconds * 1000, f" ({layer.note})" if layer.note else "",
+                )  # fmt: skip
+                yield Checkout(key=key, hit=built is None, layer=layer, built=built)
+        finally:
+            lock.release()
+        if built is not None:
+            self.evict()
+
+    def evict(self) -> list[str]:
+        """Remove all but the ``keep`` most recently used entries that no run is using."""
+        removed = []
+        for key in self.recent_keys()[self.keep :]:
+            lock = _KeyLock(self.root / "locks" / f"{key}.lock")
+            try:
+                if lock.acquire(exclusive=True, wait=False) and self.entry(key).is_dir():
+                    self._discard(self.entry(key))
+                    lock.path.unlink(missing_ok=True)
+                    removed.append(key)
+            finally:
+                lock.release()
+        for leftover in (self.root / "tmp").glob("*"):
+            lock = _KeyLock(self.root / "locks" / f"{leftover.name.split('.', 1)[0]}.lock")
+            try:
+                if lock.acquire(exclusive=True, wait=False):  # not being built: a crash's leftover
+                    shutil.rmtree(leftover, ignore_errors=True)
+            finally:
+                lock.release()
+        return removed
+
+    def _present(self, key: str, build: Builder, lock: _KeyLock) -> CommandResult | None:
+        """Hold ``lock`` shared with the entry published; the build's result when this call built it."""
+        built = None
+        while True:
+            lock.acquire(exclusive=False)
+            if self.entry(key).is_dir():
+                return built
+            lock.release()
+            lock.acquire(exclusive=True)
+            if not self.entry(key).is_dir():  # nobody built it while this run waited
+                built = self._build(key, build)
+                if not built.ok:
+                    return built
+            lock.release()
+
+    def _build(self, key: str, build: Builder) -> CommandResult:
+        staging_root = self.root / "tmp"
+        staging_root.mkdir(parents=True, exist_ok=True)
+        for stale in staging_root.glob(f"{key}.*"):  # a crashed build of this key
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=staging_root))
+        try:
+            started = time.monotonic()
+            result = build(staging)
+            if result.ok:
+                if not (staging / ENTRY_ENVIRONMENT).is_dir():
+                    raise SandboxError(
+                        f"the environment build for {key[:12]} succeeded but left no "
+                        f"{ENTRY_ENVIRONMENT}/ in {staging}; the builder must create it there."
+                    )
+                meta = {"key": key, "built_seconds": round(time.monotonic() - started, 3)}
+                (staging / "entry.json").write_text(json.dumps(meta), encoding="utf-8")
+                self.entry(key).parent.mkdir(parents=True, exist_ok=True)
+                staging.rename(self.entry(key))
+            return result
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def _layer(self, lower: Path, target: Path, workdir: Path) -> Iterator[Layer]:
+        started = time.monotonic()
+        mechanism, note = self._mount(lower, target, workdir)
+        try:
+            if mechanism == "copy":
+                copy_tree(lower, target)
+            yield Layer(
+                path=target, mechanism=mechanism, seconds=time.monotonic() - started, note=note
+            )
+        finally:
+            if mechanism == "overlay":
+                unmount(target)
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _mount(self, lower: Path, target: Path, workdir: Path) -> tuple[Mechanism, str]:
+        """Mount an overlay when allowed and possible; otherwise say why a copy is made."""
+        if self.mechanism == "copy":
+            return "copy", ""
+        if not self._overlay_refused:
+            try:
+                mount_overlay(lower, target, workdir)
+                return "overlay", ""
+            except OverlayUnavailable as exc:
+                if self.mechanism == "overlay":
+                    raise
+                self._overlay_refused = str(exc)
+        return "copy", self._overlay_refused
+
+    def _discard(self, path: Path) -> None:
+        """Move out of sight first, so a half-deleted entry is never seen as published."""
+        trash = self.root / "tmp" / f"{path.name}.evicted-{os.getpid()}"
+        path.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+class _KeyLock:
+    """An flock on one key's lock file, robust against the file being replaced by eviction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self, *, exclusive: bool, wait: bool = True) -> bool:
+        """Take the lock; False when ``wait`` is off and someone else holds it."""
+        self.release()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        flags = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, flags)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            if _same_file(fd, self.path):
+                self.fd = fd
+                return True
+            os.close(fd)  # eviction unlinked this file while we waited: lock the new one
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class OverlayUnavailable(SandboxError):
+    """The host does not let shipyard mount an overlay here; copies are used instead."""
+
+
+def mount_overlay(lower: Path, target: Path, workdir: Path) -> None:
+    """Mount ``lower`` read-only under a fresh writable upper layer at ``target``."""
+    upper, work = workdir / "upper", workdir / "work"
+    paths = (lower.resolve(), upper.resolve(), work.resolve(), target.resolve())
+    if any(ch in str(p) for p in paths for ch in _OVERLAY_UNSAFE):
+        raise OverlayUnavailable(f"a path contains one of {' '.join(_OVERLAY_UNSAFE[:3])}")
+    for d in (upper, work, target):
+        d.mkdir(parents=True, exist_ok=True)
+    options = f"lowerdir={paths[0]},upperdir={paths[1]},workdir={paths[2]}"
+    if _libc.mount(b"overlay", bytes(paths[3]), b"overlay", 0, options.encode()) != 0:
+        code = ctypes.get_errno()
+        raise OverlayUnavailable(f"overlay mount refused: {os.strerror(code)}")
+
+
+def unmount(target: Path) -> None:
+    """Unmount ``target``; lazily when something still holds it (it is gone once released)."""
+    if _libc.umount2(bytes(target), 0) == 0:
+        return
+    code = ctypes.get_errno()
+    if code == errno.EBUSY and _libc.umount2(bytes(target), _MNT_DETACH) == 0:
+        return
+    if code != errno.EINVAL:  # EINVAL: not a mount point (already gone)
+        raise SandboxError(
+            f"could not unmount the environment layer {target}: {os.strerror(code)}; "
+            f"unmount it by hand (`umount -l {target}`)."
+        )
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    """A copy of ``source`` at ``target``, sharing blocks where the filesystem can (reflinks)."""
+    if target.exists():
+        target.rmdir()  # an empty mount point made for an overlay that could not be mounted
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(
+            ["cp", "-a", "--reflink=auto", str(source), str(target)],
+            capture_output=True, text=True, timeout=300, check=False,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SandboxError(f"could not copy the pooled environment {source}: {exc}") from exc
+    if done.returncode != 0:
+        raise SandboxError(
+            f"could not copy the pooled environment {source}: {done.stderr.strip()[:300]}; "
+            "is the disk full?"
+        )
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        held, current = os.fstat(fd), path.stat()
+    except FileNotFoundError:
+        return False
+    return (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino)
+
+
+def _check_key(key: str) -> None:
+    if not key or not all(c.isalnum() or c in "-_" for c in key):
+        raise SandboxError(f"pool key {key!r} must be letters, digits, '-' or '_' (a digest)")
+
+
+__all__ = [
+    "DEFAULT_KEEP",
+    "ENTRY_ENVIRONMENT",
+    "Checkout",
+    "EnvPool",
+    "Layer",
+    "OverlayUnavailable",
+    "copy_tree",
+    "keep_from_env",
+    "mount_overlay",
+    "unmount",
+]
