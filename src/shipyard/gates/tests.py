@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -96,12 +98,37 @@ def run_tests(ctx: GateContext) -> TestReport:
     )
 
 
+MAX_REPORT_BYTES = 64 * 1024 * 1024
+"""Reports larger than this are not read: a test run has no business writing more."""
+
+
+def read_report(path: Path) -> bytes | None:
+    """The bytes of a report the sandbox wrote, or None unless it is a plain file of sane size.
+
+    The directory is writable inside the sandbox, so the name may have been replaced by a symlink
+    to a host file, a FIFO or a device: the host opens it without following links and reads it only
+    if it is a regular file.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_REPORT_BYTES:
+        os.close(fd)
+        log.warning("ignoring report %s: not a regular file of at most 64 MiB", path)
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(MAX_REPORT_BYTES)
+
+
 def read_junit(path: Path) -> tuple[TestCase, ...]:
     """Per-test outcomes from a JUnit XML file; an absent or unreadable file yields no cases."""
-    if not path.is_file():
+    data = read_report(path)
+    if data is None:
         return ()
     try:
-        xml = JUnitXml.fromfile(str(path))
+        xml = JUnitXml.fromstring(data.decode("utf-8", errors="replace"))
     except Exception as exc:  # junitparser raises lxml/ElementTree errors of several kinds
         log.warning("unreadable JUnit report %s: %s", path, exc)
         return ()
@@ -123,8 +150,11 @@ def read_junit(path: Path) -> tuple[TestCase, ...]:
 
 def read_coverage(path: Path) -> float | None:
     """Total line coverage in percent from coverage.py's JSON report."""
+    raw = read_report(path)
+    if raw is None:
+        return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(raw.decode("utf-8"))
         return round(float(data["totals"]["percent_covered"]), 2)
     except (OSError, ValueError, KeyError, TypeError):
         return None
