@@ -12,6 +12,7 @@ import contextlib
 import math
 import os
 import resource
+import select
 import shutil
 import signal
 import subprocess
@@ -249,21 +250,55 @@ def _watch(
 ) -> tuple[str, ...]:
     """Waits for bwrap; past the wall time or over the disk limit, kills the tree and says why."""
     deadline = time.monotonic() + wall_seconds
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            _kill_tree(proc)
-            return (f"wall: still running after {wall_seconds:g}s; the process tree was killed",)
-        try:
-            proc.wait(timeout=min(remaining, watch.next_in()))
-        except subprocess.TimeoutExpired:
-            over = watch.check()
-            if over is not None:
+    with _ExitWaiter(proc) as exited:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 _kill_tree(proc)
-                return (f"{over}; the process tree was killed",)
-            continue
-        over = watch.check(force=True)
-        return () if over is None else (over,)
+                return (
+                    f"wall: still running after {wall_seconds:g}s; the process tree was killed",
+                )
+            if not exited(min(remaining, watch.next_in())):
+                over = watch.check()
+                if over is not None:
+                    _kill_tree(proc)
+                    return (f"{over}; the process tree was killed",)
+                continue
+            over = watch.check(force=True)
+            return () if over is None else (over,)
+
+
+class _ExitWaiter:
+    """Waits for a process to exit with a timeout, woken by the kernel (a pidfd) rather than by
+    polling: ``Popen.wait(timeout)`` sleeps in growing steps and notices an exit up to 50 ms late."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.fd: int | None = None
+
+    def __enter__(self) -> Callable[[float], bool]:
+        with contextlib.suppress(AttributeError, OSError):
+            self.fd = os.pidfd_open(self.proc.pid)
+        return self.wait
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+
+    def wait(self, timeout: float) -> bool:
+        """True once the process has exited (and been reaped), False after ``timeout`` seconds."""
+        if self.fd is None:
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return False
+            return True
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        if not poller.poll(max(0.0, timeout) * 1000):
+            return False
+        self.proc.wait()
+        return True
 
 
 class _DiskWatch:

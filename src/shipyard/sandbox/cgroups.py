@@ -58,15 +58,20 @@ class CgroupLimits:
         """Kill any member left, then remove the directories (retrying while members exit)."""
         self.kill()
         for d in self.dirs:
-            for _ in range(50):
+            pause = 0.0005
+            deadline = time.monotonic() + 2.0
+            while True:
                 try:
                     d.rmdir()
                     break
                 except FileNotFoundError:
                     break
                 except OSError as exc:  # members take a moment to leave after SIGKILL
-                    log.debug("cgroup %s not removed yet: %s", d, exc)
-                    time.sleep(0.02)
+                    if time.monotonic() > deadline:
+                        log.warning("cgroup %s could not be removed: %s", d, exc)
+                        break
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.05)
 
 
 def _members(d: Path) -> list[int]:
