@@ -15,7 +15,6 @@ import pytest
 from shipyard.errors import ConfigError, SandboxError, SandboxUnavailable
 from shipyard.sandbox import (
     BwrapSandbox,
-    CommandResult,
     Limits,
     Mount,
     cgroups,
@@ -24,22 +23,7 @@ from shipyard.sandbox import (
 )
 from shipyard.sandbox import bwrap as bwrap_module
 from tests.conftest import needs_bwrap
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> BwrapSandbox:
-    return BwrapSandbox()
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
-    path = tmp_path / "ws"
-    path.mkdir()
-    return path
-
-
-def sh(sandbox: BwrapSandbox, ws: Path, script: str, **kw: object) -> CommandResult:
-    return sandbox.run(["/bin/sh", "-c", script], workspace=ws, **kw)  # type: ignore[arg-type]
+from tests.sandbox.conftest import sh
 
 
 @needs_bwrap

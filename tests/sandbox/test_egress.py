@@ -470,18 +470,6 @@ def test_forwarder_runs_the_command_and_forwards_signals(tmp_path: Path) -> None
 needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> BwrapSandbox:
-    return BwrapSandbox()
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
-    path = tmp_path / "ws"
-    path.mkdir()
-    return path
-
-
 def inside(
     sandbox: BwrapSandbox, ws: Path, argv: list[str], grants: list[Grant]
 ) -> tuple[int, str, list[dict[str, object]]]:

@@ -21,24 +21,9 @@ from shipyard.config import shipyard_home
 from shipyard.sandbox import BwrapSandbox, CommandResult, Limits
 from shipyard.store import Store
 from tests.conftest import needs_bwrap
+from tests.sandbox.conftest import sh
 
 pytestmark = needs_bwrap
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> BwrapSandbox:
-    return BwrapSandbox()
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
-    path = tmp_path / "ws"
-    path.mkdir()
-    return path
-
-
-def sh(sandbox: BwrapSandbox, ws: Path, script: str, **kw: object) -> CommandResult:
-    return sandbox.run(["/bin/sh", "-c", script], workspace=ws, **kw)  # type: ignore[arg-type]
 
 
 def py(sandbox: BwrapSandbox, ws: Path, code: str, **kw: object) -> CommandResult:
