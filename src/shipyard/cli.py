@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
@@ -18,14 +18,14 @@ from shipyard.config import CONFIG_FILE
 from shipyard.console import (
     Progress,
     console,
-    err_console,
+    guard,
     print_json,
     runs_table,
     status_text,
     timeline_table,
     why,
 )
-from shipyard.errors import ConfigError, ShipyardError
+from shipyard.errors import ConfigError
 from shipyard.events import RunState
 from shipyard.model import ChangeType, RunStatus
 
@@ -48,7 +48,6 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(bench_app, name="bench")
 app.add_typer(policy_app, name="policy")
 
-T = TypeVar("T")
 RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository to change.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 IndexOpt = Annotated[
@@ -78,15 +77,6 @@ def _app(json_out: bool, *, progress: bool = True) -> Iterator[App]:
         shipyard.close()
         if listener is not None:
             listener.__exit__(None, None, None)
-
-
-def _guard(fn: Callable[[], T]) -> T:
-    """Run a command body; user errors become one red line and the error's exit code."""
-    try:
-        return fn()
-    except ShipyardError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(exc.exit_code) from None
 
 
 def _finish(states: list[RunState], json_out: bool) -> None:
@@ -146,7 +136,7 @@ def init(repo: RepoOpt = Path(".")) -> None:
             )
         path.write_text(DEFAULT_CONFIG, encoding="utf-8")
 
-    _guard(body)
+    guard(body)
     console.print(f"wrote {path} (policy preset: seed). Commit it, then try `shipyard run deps`.")
 
 
@@ -166,7 +156,7 @@ def run_deps(
                 console.print("every pinned requirement is up to date")
             return plan.runs
 
-    _finish(_guard(body), json_out)
+    _finish(guard(body), json_out)
 
 
 @app.command()
@@ -192,7 +182,7 @@ def submit(
                 requested_by=requested_by,
             )
 
-    _finish([_guard(body)], json_out)
+    _finish([guard(body)], json_out)
 
 
 @runs_app.command("list")
@@ -203,7 +193,7 @@ def runs_list(
 ) -> None:
     """List recent runs."""
     with _app(json_out, progress=False) as shipyard:
-        states = _guard(lambda: shipyard.runs(limit=limit, status=status))
+        states = guard(lambda: shipyard.runs(limit=limit, status=status))
     if json_out:
         print_json(states)
     else:
@@ -214,7 +204,7 @@ def runs_list(
 def runs_show(run_id: str, json_out: JsonOpt = False) -> None:
     """Show a run: its outcome, why, and the timeline of its events."""
     with _app(json_out, progress=False) as shipyard:
-        state = _guard(lambda: shipyard.run(run_id))
+        state = guard(lambda: shipyard.run(run_id))
         events = shipyard.store.events(state.run_id)
     if json_out:
         print_json({"run": state, "events": events})
@@ -231,7 +221,7 @@ def runs_show(run_id: str, json_out: JsonOpt = False) -> None:
 def review_list(json_out: JsonOpt = False) -> None:
     """Runs whose change waits for a person's approval."""
     with _app(json_out, progress=False) as shipyard:
-        states = _guard(shipyard.reviews)
+        states = guard(shipyard.reviews)
     if json_out:
         print_json(states)
     elif not states:
@@ -250,7 +240,7 @@ def review_approve(
 ) -> None:
     """Approve a change: it is merged into the branch it was verified against."""
     with _app(json_out) as shipyard:
-        state = _guard(lambda: shipyard.approve(run_id, by=by, comment=comment))
+        state = guard(lambda: shipyard.approve(run_id, by=by, comment=comment))
     if json_out:
         print_json(state)
     elif state.delivered_target:
@@ -265,7 +255,7 @@ def review_approve(
 def recover(json_out: JsonOpt = False) -> None:
     """Settle deliveries that a crash interrupted: record merges that happened, hand back the rest."""
     with _app(json_out, progress=False) as shipyard:
-        settled = _guard(shipyard.recover)
+        settled = guard(shipyard.recover)
     if json_out:
         print_json(settled)
     elif not settled:
@@ -281,7 +271,7 @@ def review_reject(
 ) -> None:
     """Reject a change: nothing is merged and its branch is deleted."""
     with _app(json_out, progress=False) as shipyard:
-        state = _guard(lambda: shipyard.reject(run_id, by=by, comment=comment))
+        state = guard(lambda: shipyard.reject(run_id, by=by, comment=comment))
     if json_out:
         print_json(state)
     else:
@@ -296,7 +286,7 @@ def index_serve(
     """Serve a folder of distributions as a package index on loopback until interrupted."""
     from shipyard.deps.localindex import serve_forever
 
-    _guard(lambda: serve_forever(directory, port=port))
+    guard(lambda: serve_forever(directory, port=port))
 
 
 DEFAULT_CONFIG = """\

@@ -9,8 +9,7 @@ import typer
 from rich.table import Table
 
 from shipyard.config import CONFIG_FILE, LoadedConfig, load_config_file
-from shipyard.console import console, err_console, print_json
-from shipyard.errors import ShipyardError
+from shipyard.console import console, err_console, guard, print_json
 from shipyard.events import EventType
 from shipyard.policy import decide, load_policy
 from shipyard.policy.facts import read_facts
@@ -18,14 +17,6 @@ from shipyard.policy.facts import read_facts
 policy_app = typer.Typer(help="Decide and explain with the policy.", no_args_is_help=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-
-
-def _guard(fn: Any) -> Any:
-    try:
-        return fn()
-    except ShipyardError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(exc.exit_code) from None
 
 
 @policy_app.command("decide")
@@ -58,7 +49,7 @@ def policy_decide(
             "ignored_fields": ignored,
         }
 
-    result = _guard(body)
+    result = guard(body)
     if result["ignored_fields"]:
         err_console.print(f"ignored unknown facts fields: {', '.join(result['ignored_fields'])}")
     if json_out:
@@ -86,7 +77,7 @@ def policy_explain(run_id: str, json_out: JsonOpt = False) -> None:
 
     shipyard = App()
     try:
-        state = _guard(lambda: shipyard.run(run_id))
+        state = guard(lambda: shipyard.run(run_id))
         events = shipyard.store.events(state.run_id)
     finally:
         shipyard.close()

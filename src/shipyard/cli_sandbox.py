@@ -11,22 +11,19 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from shipyard.console import console, err_console, print_json, to_jsonable
-from shipyard.errors import ConfigError, SandboxUnavailable, ShipyardError
+from shipyard.console import console, err_console, guard, print_json, to_jsonable
+from shipyard.errors import ConfigError, SandboxUnavailable
 from shipyard.gates.environment import SANDBOX_ENV, gate_limits
 from shipyard.sandbox import WORKSPACE, BwrapSandbox, CommandResult, Limits, cgroups, seccomp
 from shipyard.sandbox.bwrap import DEFAULT_ENV
-
-T = TypeVar("T")
 
 sandbox_app = typer.Typer(
     help="Run commands in the sandbox the gates use (exec), or open it for a person (shell).",
@@ -42,15 +39,6 @@ TimeoutOpt = Annotated[
 MemoryOpt = Annotated[int, typer.Option("--memory", min=64, help="Memory limit in MiB.")]
 SHELLS = ("/bin/bash", "/bin/sh")
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _guard(fn: Callable[[], T]) -> T:
-    """Run a command body; user errors become one red line and the error's exit code."""
-    try:
-        return fn()
-    except ShipyardError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(exc.exit_code) from None
 
 
 def exit_status(code: int) -> int:
@@ -102,7 +90,7 @@ def exec_command(
             env=SANDBOX_ENV, limits=limits,
         )  # fmt: skip
 
-    result = _guard(body)
+    result = guard(body)
     status = exit_status(result.exit_code)
     if json_out:
         print_json({**to_jsonable(result), "exit_status": status, "egress_events": events})
@@ -141,7 +129,7 @@ def shell_command(
     Nothing inside has a controlling terminal, so it cannot type into yours: Ctrl-C does not reach
     commands inside; leave with `exit` or Ctrl-D.
     """
-    raise typer.Exit(_guard(lambda: open_shell(_workspace(repo, "--repo"), memory_mb=memory)))
+    raise typer.Exit(guard(lambda: open_shell(_workspace(repo, "--repo"), memory_mb=memory)))
 
 
 def open_shell(workspace: Path, *, memory_mb: int) -> int:
@@ -182,7 +170,7 @@ def bench_sandbox(
     json_out: JsonOpt = False,
 ) -> None:
     """Sandbox start-up against raw bubblewrap, and a ready workspace from the environment pool."""
-    module = _guard(lambda: _benchmark("sandbox"))
+    module = guard(lambda: _benchmark("sandbox"))
     with console.status("measuring…", spinner="dots") if not json_out else nullcontext():
         data: dict[str, Any] = module.measure(repeat)
     if json_out:

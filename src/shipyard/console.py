@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
+from shipyard.errors import ShipyardError
 from shipyard.events import Event, EventType, RunState
 
 console = Console(highlight=False)
@@ -167,3 +169,15 @@ def to_jsonable(value: Any) -> Any:
 
 def print_json(value: Any) -> None:
     print(json.dumps(to_jsonable(value), indent=2, sort_keys=True))
+
+
+T = TypeVar("T")
+
+
+def guard(fn: Callable[[], T]) -> T:
+    """Run a command body; a user error becomes one red line and the error's exit code."""
+    try:
+        return fn()
+    except ShipyardError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(exc.exit_code) from None
