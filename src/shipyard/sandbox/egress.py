@@ -25,6 +25,7 @@ from typing import Protocol
 
 from shipyard.errors import ConfigError, SandboxError
 from shipyard.sandbox.base import WORKSPACE, CommandResult, Limits, Mount, Sandbox
+from shipyard.sandbox.forwarder import relay
 
 log = logging.getLogger(__name__)
 
@@ -335,31 +336,6 @@ class _Reader:
         dst.sendall(b"\r\n")
 
 
-def _pump(a: socket.socket, b: socket.socket, idle: float | None) -> None:
-    """Relay bytes both ways until both sides finish or nothing moves for ``idle`` seconds."""
-    peer = {a: b, b: a}
-    with selectors.DefaultSelector() as sel:
-        for sock in (a, b):
-            sel.register(sock, selectors.EVENT_READ)
-        while sel.get_map():
-            ready = sel.select(timeout=idle)
-            if not ready:
-                return
-            for key, _ in ready:
-                src = key.fileobj
-                assert isinstance(src, socket.socket)
-                try:
-                    data = src.recv(65536)
-                    if data:
-                        peer[src].sendall(data)
-                        continue
-                except OSError:
-                    return
-                sel.unregister(src)
-                with contextlib.suppress(OSError):
-                    peer[src].shutdown(socket.SHUT_WR)
-
-
 def _reply(sock: socket.socket, status: int, reason: str) -> None:
     phrases = {400: "Bad Request", 403: "Forbidden", 431: "Request Header Fields Too Large"}
     phrases |= {502: "Bad Gateway", 503: "Service Unavailable"}
@@ -550,7 +526,7 @@ class EgressProxy:
             client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             if reader.buf:
                 upstream.sendall(reader.buf)
-            _pump(client, upstream, self.idle_timeout)
+            relay(client, upstream, self.idle_timeout)
         else:
             _forward(request, reader, client, upstream)
 

@@ -43,14 +43,19 @@ def parse_args(argv: Sequence[str]) -> tuple[str, tuple[str, int], list[str]]:
     return values["--socket"], (host, int(port)), command
 
 
-def relay(a: socket.socket, b: socket.socket) -> None:
-    """Copy bytes both ways until both sides have finished sending."""
+def relay(a: socket.socket, b: socket.socket, idle: float | None = None) -> None:
+    """Copy bytes both ways until both sides have finished sending, or nothing has moved for
+    ``idle`` seconds. The host proxy relays its tunnels with this too (this file stays stdlib-only:
+    it runs inside the sandbox)."""
     peer = {a: b, b: a}
     with selectors.DefaultSelector() as sel:
         for sock in (a, b):
             sel.register(sock, selectors.EVENT_READ)
         while sel.get_map():
-            for key, _ in sel.select():
+            ready = sel.select(timeout=idle)
+            if not ready:
+                return
+            for key, _ in ready:
                 src = key.fileobj
                 assert isinstance(src, socket.socket)
                 try:
