@@ -12,6 +12,7 @@ from shipyard.config import CONFIG_FILE, LoadedConfig, load_config_file
 from shipyard.console import console, err_console, guard, print_json
 from shipyard.events import EventType
 from shipyard.policy import decide, load_policy
+from shipyard.policy.explain import decision_data
 from shipyard.policy.facts import read_facts
 
 policy_app = typer.Typer(help="Decide and explain with the policy.", no_args_is_help=True)
@@ -37,17 +38,8 @@ def policy_decide(
         change, ignored = read_facts(facts)
         loaded = load_config_file(config) if config else None
         policy = _policy(loaded, preset, base_dir=config.parent if config else Path.cwd())
-        decision = decide(change, policy)
-        return {
-            "decision": decision.action.value,
-            "reasons": [
-                {"rule": r.rule, "action": r.action.value, "message": r.message}
-                for r in decision.reasons
-            ],
-            "policy": decision.policy,
-            "inputs": decision.inputs,
-            "ignored_fields": ignored,
-        }
+        data = decision_data(decide(change, policy))
+        return {"decision": data.pop("action"), **data, "ignored_fields": ignored}
 
     result = guard(body)
     if result["ignored_fields"]:

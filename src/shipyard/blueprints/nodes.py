@@ -21,6 +21,7 @@ from shipyard.gates.tests import TestComparison, compare, gate_result
 from shipyard.model import ChangeFacts, ChangeType, Decision, DiffFacts, TestReport
 from shipyard.policy import PolicyConfig, decide, load_policy
 from shipyard.policy.classify import ResolvedType, classify, reconcile
+from shipyard.policy.explain import decision_data
 from shipyard.sandbox import get_sandbox
 from shipyard.workspace import Workspace, changed_files, inspect_repo
 
@@ -217,18 +218,6 @@ def decide_node(ctx: RunContext) -> None:
     ctx.values["decision"] = decision
     ctx.emit(EventType.DECISION_MADE, decision_data(decision))
     ctx.values["summary"] = f"{decision.action.value} ({len(decision.reasons)} rule(s) fired)"
-
-
-def decision_data(decision: Decision) -> dict[str, Any]:
-    return {
-        "action": decision.action.value,
-        "reasons": [
-            {"rule": r.rule, "action": r.action.value, "message": r.message}
-            for r in decision.reasons
-        ],
-        "inputs": decision.inputs,
-        "policy": decision.policy,
-    }
 
 
 def deliver(ctx: RunContext) -> None:
