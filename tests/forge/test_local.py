@@ -176,7 +176,10 @@ def test_the_ref_update_is_a_compare_and_swap(
     before = refs(user_repo)
     with pytest.raises(DeliveryError, match="changed while shipyard was merging"):
         # ``old`` no longer matches main, as if another process had moved it.
-        forge._swap("main", head, "0" * 39 + "1")
+        forge._swap(
+            "main", head, "0" * 39 + "1", log="merge into main",
+            race="main changed while shipyard was merging", consequence="nothing was merged.",
+        )  # fmt: skip
     assert refs(user_repo) == before
 
 

@@ -151,7 +151,12 @@ class LocalForge:
             "commit-tree", tree, "-p", current, "-p", head, "-F", "-", input=message
         ).stdout.strip()
         if worktree is None:
-            self._swap(target, commit, current)
+            self._swap(
+                target, commit, current, log=f"merge into {target}",
+                race=f"{target} changed while shipyard was merging",
+                consequence="nothing was merged. Run the task again so it is verified against the "
+                "new head.",
+            )  # fmt: skip
         else:
             self._fast_forward_checkout(worktree, target, commit, current)
         logger.info("merged %s into %s as %s in %s", branch, target, commit[:12], self.repo)
@@ -185,15 +190,11 @@ class LocalForge:
         tree = self._merge_tree(base, head, branch=branch, target=onto)
         message = self._git("log", "-1", "--format=%B", head).stdout
         commit = self._git("commit-tree", tree, "-p", base, "-F", "-", input=message).stdout.strip()
-        done = self._git(
-            "update-ref", "-m", f"shipyard: rebase onto {onto}", self._ref(branch), commit, head,
-            check=False,
+        self._swap(
+            branch, commit, head, log=f"rebase onto {onto}",
+            race=f"{branch} changed while shipyard was rebasing it",
+            consequence="nothing was merged.",
         )  # fmt: skip
-        if done.returncode != 0:
-            raise DeliveryError(
-                f"{branch} changed while shipyard was rebasing it ({_reason(done.stderr)}); "
-                "nothing was merged."
-            )
         logger.info("rebased %s onto %s (%s) as %s", branch, onto, base[:12], commit[:12])
         return commit
 
@@ -269,16 +270,15 @@ class LocalForge:
             )
         return fields[0]
 
-    def _swap(self, target: str, new: str, old: str) -> None:
+    def _swap(
+        self, name: str, new: str, old: str, *, log: str, race: str, consequence: str
+    ) -> None:
+        """Move branch ``name`` from ``old`` to ``new`` only if it still points at ``old``."""
         done = self._git(
-            "update-ref", "-m", f"shipyard: merge into {target}", self._ref(target), new, old,
-            check=False,
-        )  # fmt: skip
+            "update-ref", "-m", f"shipyard: {log}", self._ref(name), new, old, check=False
+        )
         if done.returncode != 0:
-            raise DeliveryError(
-                f"{target} changed while shipyard was merging ({_reason(done.stderr)}); nothing "
-                "was merged. Run the task again so it is verified against the new head."
-            )
+            raise DeliveryError(f"{race} ({_reason(done.stderr)}); {consequence}")
 
     def _fast_forward_checkout(self, worktree: Path, target: str, new: str, old: str) -> None:
         # The merge commit's first parent is the checked-out head, so a fast-forward moves branch,
