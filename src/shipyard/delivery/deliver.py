@@ -52,33 +52,26 @@ def deliver_decision(ctx: RunContext, reverify: Reverify | None = None) -> str:
     forge.publish(workspace)
     head: str = ctx.values["commit"]
     message = merge_message(ctx.task.title or ctx.task.blueprint, decision)
-    if decision.action is Action.STAGING_ONLY:
-        staging: str = ctx.values["policy"].staging_branch
-        forge.ensure_branch(staging, start=target)
-        # Staging collects changes to try out; each lands on its current head, no re-verification.
-        landing = queue.land(
-            ctx,
-            branch=workspace.branch,
-            into=staging,
-            verified=Verified(base="", head=head, tree=forge.tree_of(head)),
-            message=message,
-            proceed=frozenset({Action.STAGING_ONLY}),
-            reverify=None,
-            event=EventType.DELIVERY_STAGED,
-            follow=True,
-        )
-    else:
-        landing = queue.land(
-            ctx,
-            branch=workspace.branch,
-            into=target,
-            verified=Verified(base=workspace.base_commit, head=head, tree=forge.tree_of(head)),
-            message=message,
-            proceed=frozenset({Action.MERGE}),
-            reverify=reverify,
-        )
+    staged = decision.action is Action.STAGING_ONLY
+    into: str = ctx.values["policy"].staging_branch if staged else target
+    if staged:
+        forge.ensure_branch(into, start=target)
+    landing = queue.land(
+        ctx,
+        branch=workspace.branch,
+        into=into,
+        # Staging collects changes to try out: each lands on its current head, not re-verified.
+        verified=Verified(
+            base="" if staged else workspace.base_commit, head=head, tree=forge.tree_of(head)
+        ),
+        message=message,
+        proceed=frozenset({decision.action}),
+        reverify=None if staged else reverify,
+        event=EventType.DELIVERY_STAGED if staged else EventType.DELIVERY_MERGED,
+        follow=staged,
+    )
     workspace.remove()
-    return describe(landing, into=staging if decision.action is Action.STAGING_ONLY else target)
+    return describe(landing, into=into)
 
 
 def describe(landing: Landing, *, into: str) -> str:
