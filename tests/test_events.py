@@ -35,6 +35,7 @@ def test_the_vocabulary_is_the_documented_one() -> None:
         "change.committed",
         "change.classified",
         "gate.finished",
+        "tests.flaky",
         "decision.made",
         "delivery.intent",
         "delivery.merged",

@@ -28,7 +28,13 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 PACKAGES = Path(__file__).resolve().parent
-TOOLS = ("pytest==9.2.0", "coverage==7.17.3")
+TOOLS = (
+    "pytest==9.2.0",
+    "coverage==7.17.3",
+    "pytest-benchmark==5.3.1",
+    "psycopg[binary]==3.3.9",
+    "redis==8.1.0",
+)
 """The test tools the example's requirements-dev.txt pins; the index must carry them."""
 
 # Fixed times keep the wheels deterministic; the file times become PEP 700 upload times.

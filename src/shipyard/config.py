@@ -9,7 +9,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -44,12 +44,101 @@ class TestGateConfig(_Section):
     """Wall-time limit for one test run; the whole process tree is killed when it passes."""
     memory_mb: int = Field(default=4096, ge=64)
     """Address-space limit for the test run, in MiB."""
+    services: list[Literal["postgresql", "redis"]] = Field(default_factory=list)
+    """Throwaway servers started inside the sandbox for the tests (URLs in DATABASE_URL, REDIS_URL)."""
+
+
+class StaticGateConfig(_Section):
+    """Static and security analysis. Only findings the change introduces count against it."""
+
+    enabled: bool = True
+    """Run the static-analysis gate at all."""
+    paths: list[str] = Field(default_factory=lambda: ["."])
+    """What ruff and bandit look at, relative to the repository root."""
+    ruff: bool = True
+    """Lint with ruff, using the repository's own ruff configuration when it has one."""
+    mypy: Literal["auto", "on", "off"] = "auto"
+    """Type-check with mypy: ``auto`` runs it when the repository configures mypy."""
+    bandit: bool = True
+    """Look for security problems with bandit."""
+    bandit_severity: Literal["low", "medium", "high"] = "medium"
+    """Lowest bandit severity that counts as a finding."""
+    semgrep: Literal["auto", "off"] = "auto"
+    """Run semgrep with the repository's local rules when semgrep is installed and rules exist."""
+    semgrep_rules: list[str] = Field(default_factory=lambda: [".semgrep.yml", ".semgrep"])
+    """Local rule files or directories for semgrep (no rules are fetched from the network)."""
+    timeout_seconds: int = Field(default=300, gt=0, le=6 * 3600)
+    """Wall-time limit for each tool."""
+
+
+class ResolutionGateConfig(_Section):
+    """Dependency resolution: ``pip check`` of the installed environment and a dry-run resolution."""
+
+    enabled: bool = True
+    """Run the dependency-resolution gate."""
+
+
+class PerformanceGateConfig(_Section):
+    """pytest-benchmark tests, run on the baseline and the change in one gate run and compared."""
+
+    enabled: Literal["auto", "off"] = "auto"
+    """``auto`` runs the gate when the repository has pytest-benchmark tests."""
+    threshold_percent: float = Field(default=15.0, gt=0, le=1000)
+    """A benchmark slower than its baseline by more than this (in percent) is a regression."""
+    statistic: Literal["min", "median"] = "min"
+    """Which statistic of the rounds is compared: the minimum is the least sensitive to noise."""
+    min_rounds: int = Field(default=5, ge=1, le=1000)
+    """Fewest rounds pytest-benchmark runs per benchmark."""
+    paths: list[str] = Field(default_factory=list)
+    """Where the benchmarks are; empty means the test paths."""
+    timeout_seconds: int = Field(default=600, gt=0, le=6 * 3600)
+    """Wall-time limit for one benchmark run."""
+
+
+class IntegrityGateConfig(_Section):
+    """Test integrity: changes that make tests stop testing."""
+
+    enabled: bool = True
+    """Check the diff for deleted tests, new skips, removed assertions and disabled test runs."""
+    ci_paths: list[str] = Field(
+        default_factory=lambda: [
+            ".github/workflows/**",
+            ".gitlab-ci.yml",
+            ".circleci/**",
+            "tox.ini",
+            "noxfile.py",
+            "pytest.ini",
+            "setup.cfg",
+            ".coveragerc",
+            "pyproject.toml",
+            "Makefile",
+        ]
+    )
+    """Files whose edits can stop tests from running; each edit is inspected."""
+
+
+class FlakyGateConfig(_Section):
+    """Re-runs of failing tests, to tell flaky tests from broken ones."""
+
+    reruns: int = Field(default=3, ge=0, le=20)
+    """Times a failing test is re-run in isolation; 0 turns re-runs off."""
+    max_tests: int = Field(default=20, ge=0, le=1000)
+    """Most failing tests re-run per measurement; the rest stay failed."""
 
 
 class GatesConfig(_Section):
     """The gates the harness runs on every change."""
 
     tests: TestGateConfig = Field(default_factory=TestGateConfig)
+    static: StaticGateConfig = Field(default_factory=StaticGateConfig)
+    resolution: ResolutionGateConfig = Field(default_factory=ResolutionGateConfig)
+    performance: PerformanceGateConfig = Field(default_factory=PerformanceGateConfig)
+    integrity: IntegrityGateConfig = Field(default_factory=IntegrityGateConfig)
+    flaky: FlakyGateConfig = Field(default_factory=FlakyGateConfig)
+    parallel: int = Field(default=2, ge=1, le=32)
+    """Gates run at once on one tree."""
+    cache: bool = True
+    """Reuse a tree's gate results measured with the same environment and configuration."""
 
 
 class DepsConfig(_Section):

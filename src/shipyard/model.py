@@ -114,14 +114,27 @@ class DiffFacts:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ChangedFile:
+    """One file of a change with its text before and after (``None``: absent, binary or too large)."""
+
+    path: str
+    status: str = "M"
+    before: str | None = None
+    after: str | None = None
+    old_path: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class TestCase:
     """One test's outcome as the harness measured it (from JUnit XML)."""
 
     __test__ = False  # not a pytest class
 
     id: str
-    outcome: str  # passed | failed | error | skipped
+    outcome: str  # passed | failed | error | skipped | xfailed
     message: str = ""
+    traceback: str = ""
+    """The end of a failing test's traceback, trimmed (empty for tests that did not fail)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +145,8 @@ class TestReport:
 
     cases: tuple[TestCase, ...] = ()
     coverage_percent: float | None = None
+    coverage_files: tuple[Any, ...] = ()
+    """Per-file line coverage (``shipyard.gates.coverage.FileCoverage``) of the measured tree."""
     exit_code: int = 0
     duration_seconds: float = 0.0
     output_tail: str = ""
@@ -151,14 +166,45 @@ class TestReport:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Finding:
+    """One problem a gate found at a place in the tree (a lint error, a type error, a removed test)."""
+
+    tool: str
+    """What found it: ``ruff``, ``mypy``, ``bandit``, ``semgrep``, ``integrity``..."""
+    code: str
+    """The tool's rule id, e.g. ``F401``, ``arg-type``, ``B602``, ``deleted-test``."""
+    path: str
+    line: int | None
+    message: str
+    snippet: str = ""
+    """The offending source line(s), stripped; also what tells one finding from another across commits."""
+
+    def render(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.tool} {self.code} {self.message}".rstrip()
+
+
+@dataclass(frozen=True, kw_only=True)
 class GateResult:
-    """What one gate measured. ``facts`` are plain values the policy reads; ``passed`` is the gate's verdict."""
+    """What one gate measured. ``facts`` are plain values the policy reads; ``passed`` is the gate's verdict.
+
+    ``details`` are the lines a person reads first (failing tests with trimmed tracebacks, findings
+    with file:line, the conflict chain); ``skipped`` says the gate does not apply to this repository
+    (no mypy configuration, no benchmarks), which is not a pass.
+    """
 
     gate: str
     passed: bool
     summary: str
     facts: dict[str, Any] = field(default_factory=dict)
     duration_seconds: float = 0.0
+    details: tuple[str, ...] = ()
+    skipped: bool = False
+
+    @property
+    def status(self) -> str:
+        """``skipped``, ``passed`` or ``failed``."""
+        return "skipped" if self.skipped else ("passed" if self.passed else "failed")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,6 +225,16 @@ class ChangeFacts:
     """How ``change_type`` was chosen from the declared and observed types."""
     type_evidence: tuple[str, ...] = ()
     """What the classifier saw in the change, one finding per line."""
+    diff_coverage: float | None = None
+    """Share (percent) of the change's added executable lines that the tests ran; None if unmeasured."""
+    integrity_findings: tuple[str, ...] = ()
+    """Ways the change weakens the tests (deleted tests, new skips, removed assertions...)."""
+    performance_regressions: tuple[str, ...] = ()
+    """Benchmarks slower than the baseline by more than the configured threshold, confirmed twice."""
+    dependency_conflicts: tuple[str, ...] = ()
+    """Dependency conflicts of the changed tree, each a chain in words."""
+    flaky_tests: tuple[str, ...] = ()
+    """Tests that both failed and passed on the same tree; they never count as passing."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from shipyard.errors import DirtyRepositoryError, PatchError, RepositoryError
 from shipyard.gitcmd import git
-from shipyard.model import DiffFacts, FileChange
-from shipyard.policy.classify import ChangedFile
+from shipyard.model import ChangedFile, DiffFacts, FileChange
 
 logger = logging.getLogger(__name__)
 

@@ -344,3 +344,72 @@ def test_routing_a_type_more_conservatively_never_lowers_the_outcome() -> None:
     staged = SEED.model_copy(update={"routing": routes})
     assert decide(low, SEED).action is Action.REVIEW
     assert decide(low, staged).action is Action.REVIEW
+
+
+# -- integrity, performance, dependencies, flakiness, diff coverage ------------------------------
+
+
+def test_a_weakened_test_halts_and_names_the_finding() -> None:
+    finding = "tests/test_a.py:3: integrity deleted-test test_total was deleted"
+    decision = decide(change("requirements.txt", integrity_findings=(finding,)), SEED)
+    assert decision.action is Action.HALT
+    assert decision.reasons[0].rule == "quality.test_integrity"
+    assert finding in decision.reasons[0].message
+
+
+def test_integrity_findings_up_to_the_allowed_number_pass() -> None:
+    lenient = load_policy("seed", {"quality": {"max_integrity_findings": 1}})
+    assert decide(change("requirements.txt", integrity_findings=("x",)), lenient).action is (
+        Action.MERGE
+    )
+    assert decide(change("requirements.txt", integrity_findings=("x", "y")), lenient).action is (
+        Action.HALT
+    )
+
+
+def test_integrity_findings_halt_even_when_the_tests_did_not_run() -> None:
+    fired = rules(change("requirements.txt", gates_ran=False, integrity_findings=("x",)))
+    assert set(fired) >= {"quality.unmeasured", "quality.test_integrity"}
+
+
+@pytest.mark.parametrize(
+    ("field", "rule"),
+    [
+        ("performance_regressions", "quality.performance"),
+        ("dependency_conflicts", "quality.dependencies"),
+    ],
+)
+def test_regressions_and_conflicts_halt(field: str, rule: str) -> None:
+    decision = decide(change("requirements.txt", **{field: ("what went wrong",)}), SEED)
+    assert decision.action is Action.HALT
+    assert decision.reasons[0].rule == rule
+    assert "what went wrong" in decision.reasons[0].message
+
+
+def test_regressions_and_conflicts_can_be_turned_off() -> None:
+    off = load_policy(
+        "seed",
+        {
+            "quality": {
+                "halt_on_performance_regression": False,
+                "halt_on_dependency_conflict": False,
+            }
+        },
+    )
+    facts = change("requirements.txt", performance_regressions=("b",), dependency_conflicts=("c",))
+    assert decide(facts, off).action is Action.MERGE
+
+
+def test_a_flaky_test_asks_for_review_by_default() -> None:
+    decision = decide(change("requirements.txt", flaky_tests=("t::flip",)), SEED)
+    assert decision.action is Action.REVIEW
+    [reason] = [r for r in decision.reasons if r.rule == "quality.flaky"]
+    assert "t::flip" in reason.message
+
+
+@pytest.mark.parametrize(("covered", "action"), [(80.0, Action.MERGE), (79.9, Action.REVIEW)])
+def test_diff_coverage_floor_blocks_auto_merge_when_set(covered: float, action: Action) -> None:
+    policy = load_policy("seed", {"quality": {"min_diff_coverage": 80}})
+    assert decide(change("requirements.txt", diff_coverage=covered), policy).action is action
+    # Unset in the seed preset: not checked at all.
+    assert decide(change("requirements.txt", diff_coverage=0.0), SEED).action is Action.MERGE

@@ -19,6 +19,12 @@ def test_seed_is_the_design_documents_policy() -> None:
         "max_static_errors": 0,
         "min_coverage_delta": -2.0,
         "min_coverage_for_merge": 85.0,
+        # Beyond the seed's numbers: the gates it describes halt on what they find.
+        "max_integrity_findings": 0,
+        "halt_on_performance_regression": True,
+        "halt_on_dependency_conflict": True,
+        "min_diff_coverage": None,
+        "flaky_action": Action.REVIEW,
     }
     assert seed.routing.types == {
         ChangeType.DEPENDENCY_UPDATE: Action.MERGE,
@@ -158,8 +164,10 @@ def test_conflicting_preset_key_is_an_error() -> None:
         (
             {"quality": {"min_pas_rate": 0.9}},
             "shipyard.toml: policy.quality.min_pas_rate: Extra inputs are not permitted"
-            " — did you mean 'min_pass_rate'? remove it or use one of: max_static_errors,"
-            " min_coverage_delta, min_coverage_for_merge, min_pass_rate",
+            " — did you mean 'min_pass_rate'? remove it or use one of: flaky_action,"
+            " halt_on_dependency_conflict, halt_on_performance_regression,"
+            " max_integrity_findings, max_static_errors, min_coverage_delta,"
+            " min_coverage_for_merge, min_diff_coverage, min_pass_rate",
         ),
         (
             {"limits": {"review_max_files": -1}},

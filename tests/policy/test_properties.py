@@ -63,6 +63,9 @@ percent = st.floats(0.0, 100.0)
 LIKELY = st.sampled_from([True, True, False])
 
 
+FINDINGS = st.sampled_from(["f1", "f2", "f3"])
+
+
 @st.composite
 def change_facts(draw: st.DrawFn) -> ChangeFacts:
     passing = draw(LIKELY)
@@ -75,6 +78,11 @@ def change_facts(draw: st.DrawFn) -> ChangeFacts:
         coverage_delta=draw(st.none() | (st.floats(-2.0, 5.0) if passing else st.floats(-10, 10))),
         failing_tests=tuple(draw(st.lists(st.sampled_from(["t1", "t2", "t3"]), max_size=3))),
         gates_ran=passing or draw(st.booleans()),
+        diff_coverage=draw(st.none() | (st.floats(80.0, 100.0) if passing else percent)),
+        integrity_findings=() if passing else tuple(draw(st.lists(FINDINGS, max_size=2))),
+        performance_regressions=() if passing else tuple(draw(st.lists(FINDINGS, max_size=1))),
+        dependency_conflicts=() if passing else tuple(draw(st.lists(FINDINGS, max_size=1))),
+        flaky_tests=() if passing else tuple(draw(st.lists(FINDINGS, max_size=2))),
     )
 
 
@@ -91,6 +99,11 @@ def configs(draw: st.DrawFn) -> PolicyConfig:
         "max_static_errors": draw(st.integers(0, 3)),
         "min_coverage_delta": -2.0 if lenient else draw(st.floats(-10.0, 10.0)),
         "min_coverage_for_merge": draw(st.floats(60.0, 100.0) if lenient else percent),
+        "max_integrity_findings": 0 if lenient else draw(st.integers(0, 2)),
+        "halt_on_performance_regression": lenient or draw(st.booleans()),
+        "halt_on_dependency_conflict": lenient or draw(st.booleans()),
+        "min_diff_coverage": draw(st.none() | percent),
+        "flaky_action": draw(st.sampled_from(Action)),
     }
     routing = {
         "types": draw(st.dictionaries(st.sampled_from(ChangeType), permissive, max_size=6)),
@@ -167,7 +180,11 @@ def worse(draw: st.DrawFn, facts: ChangeFacts) -> ChangeFacts:
     One step at a time is enough: if no single step makes the action more permissive, no chain of
     steps does either.
     """
-    step = draw(st.sampled_from(["pass_rate", "static", "delta", "coverage", "gates"]))
+    step = draw(
+        st.sampled_from(
+            ["pass_rate", "static", "delta", "coverage", "gates", "diff_coverage", "lists"]
+        )
+    )
     rate, delta, cov = facts.pass_rate, facts.coverage_delta, facts.coverage_percent
     changes: dict[str, Any] = {}
     if step == "pass_rate" and rate is not None:
@@ -180,6 +197,20 @@ def worse(draw: st.DrawFn, facts: ChangeFacts) -> ChangeFacts:
         changes["coverage_percent"] = draw(st.none() | st.floats(0.0, cov))
     elif step == "gates":
         changes["gates_ran"] = False
+    elif step == "diff_coverage" and facts.diff_coverage is not None:
+        changes["diff_coverage"] = draw(st.floats(0.0, facts.diff_coverage))
+    elif step == "lists":
+        name = draw(
+            st.sampled_from(
+                [
+                    "integrity_findings",
+                    "performance_regressions",
+                    "dependency_conflicts",
+                    "flaky_tests",
+                ]
+            )
+        )
+        changes[name] = (*getattr(facts, name), draw(FINDINGS))
     return dataclasses.replace(facts, **changes)
 
 

@@ -22,23 +22,12 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from pathspec import GitIgnoreSpec
 
-from shipyard.model import ChangeType
+from shipyard.model import ChangedFile, ChangeType
 
 from .config import RoutingRules
 
 MAX_EVIDENCE = 12
 """Evidence lines kept per classification; the rest are counted."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChangedFile:
-    """One file of a change with its text before and after (``None``: absent, binary or too large)."""
-
-    path: str
-    status: str = "M"
-    before: str | None = None
-    after: str | None = None
-    old_path: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

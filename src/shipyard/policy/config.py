@@ -51,6 +51,22 @@ class QualityRules(_Rules):
     """Lowest change in line coverage against the baseline, in percentage points; below it, halt."""
     min_coverage_for_merge: float = Field(default=85.0, ge=0.0, le=100.0)
     """Lowest line coverage (percent) for an automatic merge; below it a MERGE becomes REVIEW."""
+    max_integrity_findings: int = Field(default=0, ge=0)
+    """Most test-integrity findings (deleted tests, new skips, removed assertions...); above it, halt."""
+    halt_on_performance_regression: bool = True
+    """Halt when a benchmark is confirmed slower than its baseline by more than the gate's threshold."""
+    halt_on_dependency_conflict: bool = True
+    """Halt when the changed tree's dependencies conflict or the installed set fails ``pip check``."""
+    min_diff_coverage: float | None = Field(default=None, ge=0.0, le=100.0)
+    """Lowest share (percent) of added executable lines the tests must run for an automatic merge;
+    below it a MERGE becomes REVIEW. Unset: not checked."""
+    flaky_action: Action = Action.REVIEW
+    """What a change whose verification saw a flaky test gets at least (flaky tests never pass)."""
+
+    @field_validator("flaky_action", mode="before")
+    @classmethod
+    def _upper_flaky(cls, value: object) -> object:
+        return _action_name(value)
 
 
 class RoutingRules(_Rules):

@@ -30,11 +30,16 @@ def decide(facts: ChangeFacts, policy: PolicyConfig) -> Decision:
     - ``quality.pass_rate``, ``quality.static_errors``, ``quality.coverage_delta`` (HALT): a
       measured value crosses its threshold. A missing coverage delta (no baseline coverage) is
       not a drop.
+    - ``quality.test_integrity``, ``quality.performance``, ``quality.dependencies`` (HALT): the
+      change weakens the tests, slows a benchmark past the threshold (confirmed twice), or leaves
+      dependencies that do not resolve; ``quality.flaky`` (REVIEW by default): a test flipped
+      between failing and passing on the change's tree.
     - ``paths.forbidden`` (HALT), ``paths.review`` and ``paths.outside_allowlist`` (REVIEW).
     - ``limits.files``, ``limits.lines`` (REVIEW): the change is too large to go without review.
     - ``routing.type`` (the action the change type routes to) and ``routing.merge_max_files``
       (REVIEW): a change routed to MERGE that touches more files than auto-merge allows.
-    - ``quality.coverage_below_merge_min`` and ``quality.coverage_unmeasured`` (REVIEW): checked
+    - ``quality.coverage_below_merge_min``, ``quality.coverage_unmeasured`` and
+      ``quality.diff_coverage`` (REVIEW, the last only with ``min_diff_coverage`` set): checked
       only when every other rule would let the change land automatically (MERGE or
       STAGING_ONLY), since they exist to block automatic merges. Staging is an automatic merge
       too, and applying the floor there keeps ``decide`` monotone: routing a type more
@@ -55,6 +60,7 @@ def decide(facts: ChangeFacts, policy: PolicyConfig) -> Decision:
     reasons = [
         *_paths(facts, PathRules.from_config(policy.paths)),
         *_quality(facts, policy),
+        *_integrity_and_health(facts, policy),
         *_limits(facts, policy),
         *_routing(facts, policy),
     ]
@@ -81,6 +87,48 @@ def _paths(facts: ChangeFacts, rules: PathRules) -> list[Reason]:
                 rule="paths.outside_allowlist",
                 action=Action.REVIEW,
                 message=f"{_listing(outside)} {verb} outside the auto-merge allowlist",
+            )
+        )
+    return out
+
+
+def _integrity_and_health(facts: ChangeFacts, policy: PolicyConfig) -> list[Reason]:
+    """Tests weakened, benchmarks slower, dependencies conflicting, tests flaky."""
+    q = policy.quality
+    out: list[Reason] = []
+    findings = facts.integrity_findings
+    if len(findings) > q.max_integrity_findings:
+        out.append(
+            Reason(
+                rule="quality.test_integrity",
+                action=Action.HALT,
+                message=f"the change weakens the tests ({len(findings)} finding(s), "
+                f"{q.max_integrity_findings} allowed): {_listing(findings)}",
+            )
+        )
+    if facts.performance_regressions and q.halt_on_performance_regression:
+        out.append(
+            Reason(
+                rule="quality.performance",
+                action=Action.HALT,
+                message=f"benchmarks regressed: {_listing(facts.performance_regressions)}",
+            )
+        )
+    if facts.dependency_conflicts and q.halt_on_dependency_conflict:
+        out.append(
+            Reason(
+                rule="quality.dependencies",
+                action=Action.HALT,
+                message=f"dependencies do not resolve: {_listing(facts.dependency_conflicts)}",
+            )
+        )
+    if facts.flaky_tests:
+        out.append(
+            Reason(
+                rule="quality.flaky",
+                action=q.flaky_action,
+                message=f"flaky tests (failed, then passed on a re-run; counted as failing): "
+                f"{_listing(facts.flaky_tests)}",
             )
         )
     return out
@@ -208,16 +256,27 @@ def _coverage_for_merge(facts: ChangeFacts, policy: PolicyConfig) -> list[Reason
                 f"{_num(minimum)} %",
             )
         ]
+    out: list[Reason] = []
     if coverage < minimum:
-        return [
+        out.append(
             Reason(
                 rule="quality.coverage_below_merge_min",
                 action=Action.REVIEW,
                 message=f"coverage {_num(coverage)} % is below the {_num(minimum)} % required "
                 "to merge automatically",
             )
-        ]
-    return []
+        )
+    floor, changed = policy.quality.min_diff_coverage, facts.diff_coverage
+    if floor is not None and changed is not None and not changed >= floor:
+        out.append(
+            Reason(
+                rule="quality.diff_coverage",
+                action=Action.REVIEW,
+                message=f"tests run {_num(changed)} % of the added lines, below the "
+                f"{_num(floor)} % required to merge automatically",
+            )
+        )
+    return out
 
 
 def _num(value: float, *, sign: bool = False) -> str:
@@ -246,6 +305,11 @@ def _inputs(facts: ChangeFacts) -> dict[str, Any]:
         "coverage_delta": _plain(facts.coverage_delta),
         "failing_tests": list(facts.failing_tests),
         "gates_ran": facts.gates_ran,
+        "diff_coverage": _plain(facts.diff_coverage),
+        "integrity_findings": list(facts.integrity_findings),
+        "performance_regressions": list(facts.performance_regressions),
+        "dependency_conflicts": list(facts.dependency_conflicts),
+        "flaky_tests": list(facts.flaky_tests),
     }
 
 

@@ -37,6 +37,11 @@ class FactsFile(BaseModel):
     coverage_delta: float | None = Field(default=None, ge=-100.0, le=100.0)
     failing_tests: list[str] = Field(default_factory=list)
     gates_ran: bool = True
+    diff_coverage: float | None = Field(default=None, ge=0.0, le=100.0)
+    integrity_findings: list[str] = Field(default_factory=list)
+    performance_regressions: list[str] = Field(default_factory=list)
+    dependency_conflicts: list[str] = Field(default_factory=list)
+    flaky_tests: list[str] = Field(default_factory=list)
 
     def to_facts(self) -> ChangeFacts:
         return ChangeFacts(
@@ -48,6 +53,11 @@ class FactsFile(BaseModel):
             coverage_delta=self.coverage_delta,
             failing_tests=tuple(self.failing_tests),
             gates_ran=self.gates_ran,
+            diff_coverage=self.diff_coverage,
+            integrity_findings=tuple(self.integrity_findings),
+            performance_regressions=tuple(self.performance_regressions),
+            dependency_conflicts=tuple(self.dependency_conflicts),
+            flaky_tests=tuple(self.flaky_tests),
         )
 
 

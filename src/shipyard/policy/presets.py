@@ -95,10 +95,13 @@ STRICT = SEED.model_copy(
             max_static_errors=0,
             min_coverage_delta=0.0,
             min_coverage_for_merge=90.0,
+            min_diff_coverage=80.0,
+            flaky_action=Action.HALT,
         ),
     }
 )
-"""The seed's guardrails, all tests passing, no coverage drop, a person approving each change."""
+"""The seed's guardrails, all tests passing, no coverage drop, tests running 80 % of the added lines,
+no flaky tests, and a person approving each change."""
 
 PRESETS: Mapping[str, PolicyConfig] = MappingProxyType({"seed": SEED, "strict": STRICT})
 
