@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages shipyard needs when they are missing (bubblewrap for sandboxes, git).
+# Installs the Debian packages shipyard needs when they are missing (bubblewrap for sandboxes, git,
+# and the PostgreSQL and Redis server binaries that the tests gate starts inside sandboxes).
 set -euo pipefail
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v git >/dev/null 2>&1 || missing+=(git)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+[ -x /usr/bin/redis-server ] || missing+=(redis-server)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${missing[*]}"
 sudo=""

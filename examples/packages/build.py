@@ -23,19 +23,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from packaging.requirements import Requirement
 from packaging.tags import sys_tags
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 PACKAGES = Path(__file__).resolve().parent
-TOOLS = (
-    "pytest==9.2.0",
-    "coverage==7.17.3",
-    "pytest-benchmark==5.3.1",
-    "psycopg[binary]==3.3.9",
-    "redis==8.1.0",
-)
+TOOLS = ("pytest==9.2.0", "coverage==7.17.3")
 """The test tools the example's requirements-dev.txt pins; the index must carry them."""
+GATE_TOOLS = ("pytest-benchmark==5.3.1", "psycopg[binary]==3.3.9", "redis==8.1.0")
+"""What the gates' own tests install besides: benchmarks, and clients for the test services."""
 
 # Fixed times keep the wheels deterministic; the file times become PEP 700 upload times.
 _ZIP_TIME = (2024, 1, 1, 0, 0, 0)
@@ -136,7 +133,7 @@ def _python_version() -> str:
 
 
 def fetch_tools(
-    out_dir: Path, requirements: Sequence[str] = TOOLS, *, timeout: float = 600
+    out_dir: Path, requirements: Sequence[str] = TOOLS + GATE_TOOLS, *, timeout: float = 600
 ) -> list[Path]:
     """Download the test tools' wheels (with dependencies) for this interpreter and platform.
 
@@ -166,7 +163,7 @@ def fetch_tools(
     )
     if done.returncode != 0:
         raise SystemExit(f"could not download {' '.join(requirements)}:\n{done.stderr.strip()}")
-    names = {canonicalize_name(r.split("==")[0]) for r in requirements}
+    names = {canonicalize_name(Requirement(r).name) for r in requirements}
     ours = {canonicalize_name(d) for d, _, _ in sources()}
     files = sorted(p for p in out_dir.glob("*.whl") if parse_wheel_filename(p.name)[0] not in ours)
     _check_platform(files, names)

@@ -9,6 +9,7 @@
     │   └── SandboxUnavailable        bubblewrap is missing or not permitted on this host
     ├── PackageIndexError             the package index is unreachable or answered nonsense
     ├── DependencyError               manifests could not be read, edited or resolved
+    │   └── DependencyConflict        the requirements contradict each other (``conflicts``)
     ├── GateError                     a gate could not run (not: a gate that ran and failed)
     ├── StoreError                    the run store is unreadable or a record is missing
     │   └── NotFound                  a run, review or other record does not exist
@@ -74,6 +75,17 @@ class DependencyError(ShipyardError):
     """Manifests could not be parsed, edited or resolved."""
 
     exit_code = 5
+
+
+class DependencyConflict(DependencyError):
+    """The requirements cannot all hold at once; ``conflicts`` explains each clash in one sentence.
+
+    For example ``"a 2.0 requires b>=3, but the requirements pin b==2.5"``.
+    """
+
+    def __init__(self, message: str, conflicts: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.conflicts = conflicts
 
 
 class GateError(ShipyardError):
@@ -142,6 +154,7 @@ __all__ = [
     "BlueprintError",
     "ConfigError",
     "DeliveryError",
+    "DependencyConflict",
     "DependencyError",
     "DirtyRepositoryError",
     "GateError",

@@ -42,6 +42,12 @@ SANDBOX_ENV = {
 """What every gate command sees besides its tools' variables: nothing of the host, reproducible hashing."""
 
 
+def sandbox_python() -> str:
+    """The interpreter the sandbox exposes read-only: the base installation shipyard itself runs on."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    return str(Path(sys.base_prefix) / "bin" / version)
+
+
 def uv_binary() -> Path:
     """The uv executable shipped with shipyard's own environment."""
     try:
