@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import getpass
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from shipyard.errors import NotFound, PatchError, ReviewError, ShipyardError
 from shipyard.events import EventType, RunState
 from shipyard.executor.local import EventListener, LocalExecutor
 from shipyard.forge import get_forge
+from shipyard.gates.flaky import QuarantineEntry, quarantine_for_repo
 from shipyard.model import Action, ChangeType, RunStatus, Task
 from shipyard.sandbox import ensure_available
 from shipyard.store import Store
@@ -62,8 +64,13 @@ class App:
         title: str = "",
         index_url: str | None = None,
         requested_by: str | None = None,
+        allow_removed_tests: Sequence[str] = (),
     ) -> RunState:
-        """Verify and deliver a patch file. The run is recorded even when it fails."""
+        """Verify and deliver a patch file. The run is recorded even when it fails.
+
+        ``allow_removed_tests`` are fnmatch patterns of test ids the change may remove: those are
+        neither failures of the pass rate nor integrity findings.
+        """
         info = inspect_repo(repo)
         check_patch(patch)
         ensure_available()
@@ -75,10 +82,20 @@ class App:
                 "patch": str(patch.resolve()),
                 "change_type": change_type.value,
                 **({"index_url": index_url} if index_url else {}),
+                **(
+                    {"allow_removed_tests": list(allow_removed_tests)}
+                    if allow_removed_tests
+                    else {}
+                ),
             },
             requested_by=requested_by or identity(),
         )
         return self.executor.run(task)
+
+    def quarantine(self, *, repo: Path) -> list[QuarantineEntry]:
+        """Tests seen flaky in runs on ``repo``, most often seen first."""
+        info = inspect_repo(repo)
+        return quarantine_for_repo(self.store, str(info.path))
 
     def plan_deps(self, *, repo: Path, index_url: str | None = None) -> DepsPlan:
         """Find outdated pins without starting anything."""

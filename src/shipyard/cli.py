@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from shipyard import __version__
 from shipyard.app import App
@@ -18,6 +19,8 @@ from shipyard.config import CONFIG_FILE
 from shipyard.console import (
     Progress,
     console,
+    gate_details,
+    gates_table,
     guard,
     print_json,
     runs_table,
@@ -37,12 +40,16 @@ app = typer.Typer(
 run_app = typer.Typer(help="Start a blueprint on a repository.", no_args_is_help=True)
 runs_app = typer.Typer(help="Look at runs and their timelines.", no_args_is_help=True)
 review_app = typer.Typer(help="Changes that wait for a person.", no_args_is_help=True)
+tests_app = typer.Typer(
+    help="What the gates learned about a repository's tests.", no_args_is_help=True
+)
 index_app = typer.Typer(
     help="A local package index (PEP 503/691) for offline use.", no_args_is_help=True
 )
 app.add_typer(run_app, name="run")
 app.add_typer(runs_app, name="runs")
 app.add_typer(review_app, name="review")
+app.add_typer(tests_app, name="tests")
 app.add_typer(index_app, name="index")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(bench_app, name="bench")
@@ -167,6 +174,13 @@ def submit(
     title: Annotated[str, typer.Option("--title", help="One line describing the change.")] = "",
     index_url: IndexOpt = None,
     requested_by: AsOpt = None,
+    allow_removed: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-removed-test",
+            help="Test id pattern (fnmatch) the change may remove; repeat for several.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Verify a patch produced elsewhere and deliver it by policy."""
@@ -180,6 +194,7 @@ def submit(
                 title=title,
                 index_url=index_url,
                 requested_by=requested_by,
+                allow_removed_tests=allow_removed or (),
             )
 
     _finish([guard(body)], json_out)
@@ -214,7 +229,36 @@ def runs_show(run_id: str, json_out: JsonOpt = False) -> None:
     )
     if why(state):
         console.print(f"why: {why(state)}")
+    if state.gates:
+        console.print(gates_table(state))
+        for line in gate_details(state):
+            console.print(line)
     console.print(timeline_table(events))
+
+
+@tests_app.command("quarantine")
+def quarantine_list(repo: RepoOpt = Path("."), json_out: JsonOpt = False) -> None:
+    """Tests seen flaky (failed, then passed on a re-run) in this repository's runs."""
+    with _app(json_out, progress=False) as shipyard:
+        entries = guard(lambda: shipyard.quarantine(repo=repo))
+    if json_out:
+        print_json([e.to_dict() for e in entries])
+        return
+    if not entries:
+        console.print("no flaky tests seen")
+        return
+    table = Table(title="Quarantine: flaky tests", title_justify="left")
+    for column in ("test", "times seen", "first seen (UTC)", "last seen (UTC)", "last run"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        table.add_row(
+            e.test,
+            str(e.times_seen),
+            f"{e.first_seen:%Y-%m-%d %H:%M}",
+            f"{e.last_seen:%Y-%m-%d %H:%M}",
+            e.runs[-1] if e.runs else "",
+        )
+    console.print(table)
 
 
 @review_app.command("list")

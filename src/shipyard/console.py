@@ -11,10 +11,11 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from shipyard.errors import ShipyardError
-from shipyard.events import Event, EventType, RunState
+from shipyard.events import Event, EventType, RunState, in_gate_order
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -69,9 +70,13 @@ class Progress:
         elif type_ == EventType.NODE_FAILED.value:
             self.out.print(f"  [red]✗[/] {data['node']:<8} {data.get('error', '')}")
         elif type_ == EventType.GATE_FINISHED.value:
-            mark = "[green]pass[/]" if data.get("passed") else "[red]fail[/]"
+            # Per-tree measurements of the tests, then one verdict per gate; the rest is in the record.
+            phase, gate = data.get("phase"), data["gate"]
+            if (phase != "verdict" and gate != "tests") or data.get("status") == "skipped":
+                return
+            cached = " [dim](cached)[/]" if data.get("cached") else ""
             self.out.print(
-                f"    gate {data['gate']} ({data.get('phase')}): {mark} {data.get('summary', '')}"
+                f"    gate {gate} ({phase}): {_mark(data)} {data.get('summary', '')}{cached}"
             )
         elif type_ == EventType.DECISION_MADE.value:
             action = data["action"]
@@ -79,6 +84,53 @@ class Progress:
             self.out.print(f"    decision: [bold {style}]{action}[/]")
             for reason in data.get("reasons", []):
                 self.out.print(f"      - {reason['message']} [dim]({reason['rule']})[/]")
+
+
+def _mark(data: dict[str, Any]) -> str:
+    status = data.get("status") or ("passed" if data.get("passed") else "failed")
+    return {"passed": "[green]pass[/]", "skipped": "[dim]skip[/]"}.get(status, "[red]fail[/]")
+
+
+MAX_DETAIL_LINES = 15
+
+
+def gates_table(state: RunState) -> Table:
+    """One row per gate: its baseline and change measurements, its verdict and why."""
+    table = Table(title="Gates", title_justify="left")
+    for column in ("gate", "baseline", "change", "verdict"):
+        table.add_column(column)
+    table.add_column("summary", overflow="fold")
+    phases = state.gates
+    for name in in_gate_order(name for by_gate in phases.values() for name in by_gate):
+        cells = []
+        for phase in ("baseline", "change", "verdict"):
+            data = phases.get(phase, {}).get(name)
+            cached = " (cached)" if data and data.get("cached") else ""
+            cells.append(_mark(data) + cached if data else "")
+        latest = phases.get("verdict", {}).get(name) or phases.get("change", {}).get(name) or {}
+        table.add_row(name, *cells, str(latest.get("summary", "")))
+    return table
+
+
+def gate_details(state: RunState) -> list[str]:
+    """The details of every gate whose verdict (or change measurement) failed, a few lines each."""
+    out: list[str] = []
+    for phase in ("verdict", "change"):
+        by_gate = state.gates.get(phase, {})
+        for name in in_gate_order(by_gate):
+            data = by_gate[name]
+            if data.get("status", "failed" if not data.get("passed") else "") != "failed":
+                continue
+            if phase == "change" and name in state.gates.get("verdict", {}):
+                continue
+            details = list(data.get("details", []))
+            if not details:
+                continue
+            out.append(f"[bold]{name}[/] ({phase}): {data.get('summary', '')}")
+            out += [f"  {escape(line)}" for line in details[:MAX_DETAIL_LINES]]
+            if len(details) > MAX_DETAIL_LINES:
+                out.append(f"  [dim]... {len(details) - MAX_DETAIL_LINES} more lines[/]")
+    return out
 
 
 def status_text(state: RunState) -> str:

@@ -76,6 +76,15 @@ _SETTLES_INTENT = frozenset(
 )
 
 
+GATE_ORDER = ("tests", "coverage", "static", "resolution", "integrity", "performance", "flaky")
+
+
+def in_gate_order(names: Iterable[str]) -> list[str]:
+    """Gate names in the order people read them (unknown gates last, by name), each once."""
+    rank = {name: i for i, name in enumerate(GATE_ORDER)}
+    return sorted(set(names), key=lambda n: (rank.get(n, len(GATE_ORDER)), n))
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunState:
     """What a run's events add up to. Derived, never stored."""

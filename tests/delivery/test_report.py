@@ -43,6 +43,18 @@ def test_halted_run_report_names_decision_reasons_failing_tests_and_outcome(tmp_
     )
     store.append(
         run_id,
+        EventType.GATE_FINISHED,
+        {
+            "gate": "tests",
+            "phase": "verdict",
+            "passed": False,
+            "status": "failed",
+            "summary": "pass rate 75.00 % over 24 tests, 6 failing",
+            "details": ["✗ tests.test_pricing::test_euros: assert 1 == 2", "    E  assert 1 == 2"],
+        },
+    )
+    store.append(
+        run_id,
         EventType.DECISION_MADE,
         {
             "action": "HALT",
@@ -62,9 +74,12 @@ def test_halted_run_report_names_decision_reasons_failing_tests_and_outcome(tmp_
     assert "Update moneyfmt from 1.4.0 to 2.0.0" in text
     assert "## Decision: HALT (seed policy)" in text
     assert "`quality.pass_rate` → HALT: pass rate 75 % is below 95 %" in text
-    assert "- `tests.test_pricing::test_euros`" in text
+    assert (
+        "| tests | passed | failed | failed | pass rate 75.00 % over 24 tests, 6 failing |" in text
+    )
+    assert "### tests: pass rate 75.00 % over 24 tests, 6 failing" in text
+    assert "✗ tests.test_pricing::test_euros: assert 1 == 2\n    E  assert 1 == 2" in text
     assert "Halted: pass rate 75 % is below 95 %. Nothing was published." in text
-    assert "| tests | change | fail | 18 passed, 6 failed |" in text
     assert text.count("| run.created |") == 1
     store.close()
 

@@ -70,8 +70,16 @@ def test_approval_after_main_moved_is_verified_again_then_merged(
     events = json.loads(cli(home, "runs", "show", run_id, "--json").stdout)["events"]
     decisions = [e["data"] for e in events if e["type"] == "decision.made"]
     assert [d.get("reverified", False) for d in decisions] == [False, True]
-    gate_phases = [e["data"]["phase"] for e in events if e["type"] == "gate.finished"]
-    assert gate_phases == ["baseline", "change", "baseline", "change"]
+    tests_gate = [
+        (e["data"]["phase"], e["data"]["commit"])
+        for e in events
+        if e["type"] == "gate.finished" and e["data"]["gate"] == "tests"
+    ]
+    phases = [phase for phase, _ in tests_gate]
+    assert phases == ["baseline", "change", "verdict"] * 2, (
+        "measured twice: before and after main moved"
+    )
+    assert tests_gate[4][1] != tests_gate[1][1], "the second time on the rebased change"
 
 
 def test_a_kill_after_the_merge_is_recovered_without_a_second_merge(

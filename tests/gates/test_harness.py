@@ -63,16 +63,23 @@ def test_deleting_a_test_counts_as_a_failure_and_baselines_are_cached(
     h = harness(tmp_path, index_url)
     baseline = h.measure(repo, base, scratch=tmp_path / "b", phase="baseline")
     after = h.measure(repo, change, scratch=tmp_path / "c", phase="change")
-    result = compare(baseline, after)
-    assert len(baseline.passed) == 24
+    result = compare(baseline.tests, after.tests)
+    assert len(baseline.tests.passed) == 24
     assert result.missing
     assert all(t.startswith("tests.test_stock::") for t in result.missing)
     assert result.pass_rate < 0.95
-    # The same base is not measured again.
+    # The same base is not measured again: nothing is even exported.
     (tmp_path / "b2").mkdir()
     again = h.measure(repo, base, scratch=tmp_path / "b2", phase="baseline")
-    assert again == baseline
+    assert again.cached
+    assert not baseline.cached
+    assert again.tests == baseline.tests
+    assert again.results == baseline.results
     assert not (tmp_path / "b2" / "tree").exists()
+    # A commit with the same tree (an empty commit on top) is the same measurement.
+    _git("commit", "-q", "--allow-empty", "-m", "same tree", cwd=repo)
+    same_tree = _git("rev-parse", "HEAD", cwd=repo)
+    assert h.measure(repo, same_tree, scratch=tmp_path / "c2", phase="change").cached
 
 
 def test_a_requirement_the_index_lacks_fails_loudly_on_the_host(
@@ -101,7 +108,7 @@ def test_tests_cannot_reach_the_host_network_or_home(tmp_path: Path, index_url: 
     report = harness(tmp_path, index_url).measure(
         repo, change, scratch=tmp_path / "c", phase="change"
     )
-    outcomes = {c.id: c.outcome for c in report.cases}
+    outcomes = {c.id: c.outcome for c in report.tests.cases}
     assert outcomes["tests.test_escape::test_no_home"] == "passed"
     assert outcomes["tests.test_escape::test_no_network"] == "passed"
 
@@ -123,8 +130,8 @@ def test_measurements_of_one_dependency_set_share_one_pooled_environment(
 
     after = h.measure(repo, change, scratch=tmp_path / "c", phase="change")
     baseline = h.measure(repo, base, scratch=tmp_path / "b", phase="baseline")
-    assert "tests.test_tamper::test_writes_into_its_environment" in after.passed
-    assert len(baseline.passed) == 24
+    assert "tests.test_tamper::test_writes_into_its_environment" in after.tests.passed
+    assert len(baseline.tests.passed) == 24
     built, reused = h.environments
     assert (built.hit, reused.hit) == (False, True)
     assert built.key == reused.key

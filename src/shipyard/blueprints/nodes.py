@@ -16,9 +16,10 @@ from shipyard.delivery.deliver import deliver_decision
 from shipyard.delivery.report import write_report
 from shipyard.errors import RepositoryError
 from shipyard.events import EventType
+from shipyard.gates.base import ChangeView
 from shipyard.gates.harness import Harness
-from shipyard.gates.tests import TestComparison, compare, gate_result
-from shipyard.model import ChangeFacts, ChangeType, Decision, DiffFacts, TestReport
+from shipyard.gates.tests import TestComparison
+from shipyard.model import ChangeFacts, ChangeType, Decision, DiffFacts, Finding, GateResult
 from shipyard.policy import PolicyConfig, decide, load_policy
 from shipyard.policy.classify import ResolvedType, classify, reconcile
 from shipyard.policy.explain import decision_data
@@ -107,6 +108,7 @@ def classify_change(
     """Classify the change from its contents and keep the more conservative of claim and observation."""
     declared = ChangeType(ctx.task.params.get("change_type", ChangeType.OTHER))
     files = changed_files(repo, base, commit, diff)
+    ctx.values["changed_files"] = files
     resolved = reconcile(declared, classify(files), ctx.values["policy"].routing)
     ctx.values["change_type"] = resolved
     ctx.emit(
@@ -152,39 +154,70 @@ def measure(
         index_url=index_url,
         cache_dir=ctx.home / "cache",
     )
-    reports: dict[str, TestReport] = {}
-    for phase, commit in (("baseline", base), ("change", head)):
-        report = harness.measure(repo, commit, scratch=ctx.run_dir / phase, phase=phase)
-        result = gate_result(report, phase=phase)
-        reports[phase] = report
+    diff: DiffFacts = ctx.values["diff"]
+    files = ctx.values.get("changed_files")
+    view = ChangeView.of(
+        files if files is not None else changed_files(repo, base, head, diff),
+        allowed_removals=tuple(ctx.task.params.get("allow_removed_tests", ())),
+    )
+
+    def record(result: GateResult, phase: str, commit: str, cached: bool) -> None:
         ctx.emit(
             EventType.GATE_FINISHED,
             {
                 "gate": result.gate,
                 "phase": phase,
                 "passed": result.passed,
+                "status": result.status,
                 "summary": result.summary,
                 "facts": result.facts,
+                "details": list(result.details[:MAX_DETAILS]),
                 "seconds": result.duration_seconds,
                 "commit": commit,
+                "cached": cached,
             },
         )
-    comparison = compare(reports["baseline"], reports["change"])
+
+    verification = harness.verify(repo, base, head, scratch=ctx.run_dir, view=view, record=record)
+    flaky = tuple(verification.verdict_facts("flaky").get("flaky", ()))
+    if flaky:
+        ctx.emit(
+            EventType.TESTS_FLAKY,
+            {"repo": str(Path(ctx.task.repo).resolve()), "tests": list(flaky), "commit": head},
+        )
+    comparison = verification.comparison
+    change = verification.change.tests
     resolved: ResolvedType = ctx.values["change_type"]
     facts = ChangeFacts(
         change_type=resolved.change_type,
         declared_type=resolved.declared,
         type_note="" if resolved.confirmed else resolved.note,
         type_evidence=resolved.evidence,
-        diff=ctx.values["diff"],
+        diff=diff,
         pass_rate=comparison.pass_rate,
-        static_errors=0,
+        static_errors=int(verification.verdict_facts("static").get("introduced", 0)),
         coverage_percent=comparison.coverage_percent,
         coverage_delta=comparison.coverage_delta,
         failing_tests=comparison.failing,
-        gates_ran=bool(reports["change"].cases) or reports["change"].install_failed,
+        gates_ran=bool(change.cases) or change.install_failed,
+        diff_coverage=verification.verdict_facts("coverage").get("diff_coverage"),
+        integrity_findings=_rendered(verification.verdict_facts("integrity").get("findings")),
+        performance_regressions=tuple(
+            verification.verdict_facts("performance").get("regressions", ())
+        ),
+        dependency_conflicts=tuple(verification.verdict_facts("resolution").get("conflicts", ()))
+        + tuple(verification.verdict_facts("resolution").get("check", ())),
+        flaky_tests=flaky,
     )
     return facts, comparison
+
+
+MAX_DETAILS = 200
+"""Detail lines recorded per gate result; the full output stays in the run directory."""
+
+
+def _rendered(findings: list[dict[str, Any]] | None) -> tuple[str, ...]:
+    return tuple(Finding(**f).render() for f in findings or ())
 
 
 def reverify(ctx: RunContext, base: str, head: str) -> Decision:

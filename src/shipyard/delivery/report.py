@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from shipyard.blueprints.engine import RunContext
-from shipyard.events import Event, EventType
+from shipyard.events import Event, EventType, in_gate_order
 
 
 def write_report(ctx: RunContext) -> Path:
@@ -42,19 +43,7 @@ def render_report(run_id: str, events: Sequence[Event]) -> str:
         out += [f"## Decision: {d['action']} ({d.get('policy', '?')} policy)", ""]
         out += [f"- `{r['rule']}` → {r['action']}: {r['message']}" for r in d.get("reasons", [])]
         out.append("")
-    gates = by_type.get(EventType.GATE_FINISHED.value, [])
-    if gates:
-        out += ["## Gates", "", "| gate | phase | result | summary |", "|---|---|---|---|"]
-        for gate in gates:
-            d = gate.data
-            verdict = "pass" if d.get("passed") else "fail"
-            out.append(
-                f"| {d['gate']} | {d.get('phase', '')} | {verdict} | {d.get('summary', '')} |"
-            )
-        out.append("")
-        failed = gates[-1].data.get("facts", {}).get("failed", [])
-        if failed:
-            out += ["### Failing tests after the change", ""] + [f"- `{t}`" for t in failed] + [""]
+    out += _gates(by_type.get(EventType.GATE_FINISHED.value, []))
     outcome = _outcome(by_type)
     if outcome:
         out += ["## Outcome", "", outcome, ""]
@@ -62,6 +51,42 @@ def render_report(run_id: str, events: Sequence[Event]) -> str:
     for event in events:
         out.append(f"| {event.at:%H:%M:%S} | {event.type} | {_detail(event)} |")
     return "\n".join(out) + "\n"
+
+
+def _gates(events: list[Event]) -> list[str]:
+    """The gates as a table (latest result per gate and phase), then what failed, line by line."""
+    if not events:
+        return []
+    latest: dict[str, dict[str, dict[str, Any]]] = {}
+    for event in events:
+        latest.setdefault(str(event.data.get("phase", "")), {})[event.data["gate"]] = event.data
+    names = in_gate_order(e.data["gate"] for e in events)
+    out = [
+        "## Gates",
+        "",
+        "| gate | baseline | change | verdict | summary |",
+        "|---|---|---|---|---|",
+    ]
+    for name in names:
+        cells = [_status(latest.get(p, {}).get(name)) for p in ("baseline", "change", "verdict")]
+        shown = latest.get("verdict", {}).get(name) or latest.get("change", {}).get(name) or {}
+        summary = str(shown.get("summary", "")).replace("|", "\\|")
+        out.append(f"| {name} | {' | '.join(cells)} | {summary} |")
+    out.append("")
+    for name in names:
+        data = latest.get("verdict", {}).get(name, {})
+        if data.get("status") == "failed" and data.get("details"):
+            out += [f"### {name}: {data.get('summary', '')}", "", "```text"]
+            out += [str(line) for line in data["details"][:60]]
+            out += ["```", ""]
+    return out
+
+
+def _status(data: dict[str, Any] | None) -> str:
+    if not data:
+        return ""
+    status = data.get("status") or ("passed" if data.get("passed") else "failed")
+    return status + (" (cached)" if data.get("cached") else "")
 
 
 def _outcome(by_type: dict[str, list[Event]]) -> str:
