@@ -4,7 +4,9 @@ network.
 1. `shipyard run deps` verifies each outdated pin: a compatible release merges, a breaking major
    halts.
 2. `shipyard submit` of a patch touching src/auth/ halts on the forbidden-path guardrail.
-3. `shipyard submit` of a small feature waits for review; `shipyard review approve` merges it.
+3. `shipyard submit` of a patch that "fixes" the pricing tests by skipping one and emptying another
+   halts on the test-integrity gate, although the pass rate would allow it.
+4. `shipyard submit` of a small feature waits for review; `shipyard review approve` merges it.
 """
 
 from __future__ import annotations
@@ -62,6 +64,11 @@ def main() -> None:
         shipyard(
             "submit", "--repo", str(repo), "--patch", str(PATCHES / "auth-shortcut.patch"),
             "--type", "bugfix", "--title", "Let admins skip the token check", "--as", "coding-agent",
+            *url, env=env,
+        )  # fmt: skip
+        shipyard(
+            "submit", "--repo", str(repo), "--patch", str(PATCHES / "weaken-pricing-tests.patch"),
+            "--type", "bugfix", "--title", "Make the pricing tests pass", "--as", "coding-agent",
             *url, env=env,
         )  # fmt: skip
         shipyard(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from auth.tokens import InvalidToken, issue_token, verify_token
 
 SECRET = b"example-secret"
