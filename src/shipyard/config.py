@@ -138,7 +138,7 @@ class GatesConfig(_Section):
     parallel: int = Field(default=2, ge=1, le=32)
     """Gates run at once on one tree."""
     cache: bool = True
-    """Reuse a tree's gate results measured with the same environment and configuration."""
+    """Reuse a tree's gate results measured with the same configuration, and resolved wheelhouses."""
 
 
 class DepsConfig(_Section):

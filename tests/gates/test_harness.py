@@ -148,6 +148,8 @@ def test_measurements_of_one_dependency_set_share_one_pooled_environment(
     assert h.environments[-1].hit is False
     assert h.environments[-1].key != built.key
     assert sorted(h.pool.recent_keys()) == sorted([built.key, h.environments[-1].key])
+    # Two dependency sets, two wheelhouses: the base and the change resolved theirs once.
+    assert len(list((tmp_path / "cache" / "wheelhouses").glob("*/.complete"))) == 2
 
 
 def test_the_environment_key_follows_every_input(tmp_path: Path) -> None:

@@ -170,7 +170,7 @@ def environment_key(
     (by content), the interpreter and the installer. Requirements installed from the tree itself (``-e .``,
     local paths) would make the environment differ per commit, so those sets are not pooled.
     """
-    contents = _requirement_contents(tree, files)
+    contents = requirement_contents(tree, files)
     if contents is None:
         return None
     try:
@@ -192,7 +192,7 @@ def environment_key(
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _requirement_contents(tree: Path, files: Sequence[str]) -> dict[str, str] | None:
+def requirement_contents(tree: Path, files: Sequence[str]) -> dict[str, str] | None:
     """Each requirement file's text, following includes; None if a line installs from the tree."""
     contents: dict[str, str] = {}
     pending = list(files)

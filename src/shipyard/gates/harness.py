@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.config import GatesConfig
-from shipyard.deps.wheelhouse import download
 from shipyard.errors import DependencyConflict
 from shipyard.gates import coverage, flaky, resolution
 from shipyard.gates.base import ChangeView, GateContext, TreeGate
@@ -53,6 +52,7 @@ from shipyard.gates.tests import (
     test_limits,
     tests_verdict,
 )
+from shipyard.gates.wheels import fetch_wheels
 from shipyard.gitcmd import git
 from shipyard.model import GateResult, TestCase, TestReport
 from shipyard.sandbox.base import CommandResult, Sandbox
@@ -188,12 +188,14 @@ class Harness:
         tree.stack.callback(shutil.rmtree, ctx.scratch / "venv", ignore_errors=True)
         tree.stack.callback(shutil.rmtree, ctx.wheelhouse, ignore_errors=True)
         try:
-            download(
-                [ctx.tree / f for f in tree.files],
+            fetch_wheels(
+                ctx.tree,
+                files=tree.files,
+                extra=tree.extra,
                 index_url=self.index_url,
                 dest=ctx.wheelhouse,
-                extra_requirements=tree.extra,
-                cache_dir=self.cache_dir / "pip",
+                cache_dir=self.cache_dir,
+                reuse=self.config.cache,
             )
         except DependencyConflict as exc:
             tree.download_error = exc
