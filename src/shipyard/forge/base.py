@@ -48,6 +48,22 @@ class Forge(Protocol):
         """The commit on ``target`` carrying the ``Shipyard-Run: <run_id>`` trailer, if any."""
         ...
 
+    def revert(self, target: str, commit: str, *, message: str, run_id: str) -> str:
+        """Undo ``commit`` on ``target`` with a new commit on top of its head; returns that commit.
+
+        ``commit`` is a merge shipyard made (undone against its first parent) or a single-parent
+        commit. The message ends with the trailer ``Shipyard-Rollback: <run_id>``; if ``target``
+        already has a commit carrying it, that commit is returned and nothing is reverted again.
+        ``target`` moves by compare-and-swap, with its checkout if it has one (refused while that
+        has uncommitted changes). A clash with later commits raises MergeConflict naming the files,
+        and a ``commit`` not on ``target`` raises DeliveryError; either way nothing moves.
+        """
+        ...
+
+    def find_revert(self, target: str, run_id: str) -> str | None:
+        """The commit on ``target`` carrying the ``Shipyard-Rollback: <run_id>`` trailer, if any."""
+        ...
+
     def tree_of(self, rev: str) -> str:
         """The tree object ``rev`` points at: equal trees mean byte-identical content."""
         ...

@@ -137,42 +137,90 @@ class LocalForge:
             )
         if not message.strip():
             raise DeliveryError("a merge needs a message; nothing was merged.")
-        worktree = self._checked_out_in(target)
-        if worktree is not None:
-            dirty = uncommitted_paths(worktree)
-            if dirty:
-                raise DeliveryError(
-                    f"{target} is checked out in {worktree}, which has uncommitted changes "
-                    f"({_shown(dirty)}); commit or stash them, then run `shipyard review approve` "
-                    "again."
-                )
-        tree = self._merge_tree(current, head, branch=branch, target=target)
+        worktree = self._clean_checkout(target, then="run `shipyard review approve` again")
+        tree = self._merge_tree(
+            current, head, conflict=f"{branch} conflicts with {target}",
+            failure=f"cannot merge {branch} into {target}",
+            after=f"nothing was merged. Run the task again on the current {target}.",
+        )  # fmt: skip
         commit = self._git(
             "commit-tree", tree, "-p", current, "-p", head, "-F", "-", input=message
         ).stdout.strip()
-        if worktree is None:
-            self._swap(
-                target, commit, current, log=f"merge into {target}",
-                race=f"{target} changed while shipyard was merging",
-                consequence="nothing was merged. Run the task again so it is verified against the "
-                "new head.",
-            )  # fmt: skip
-        else:
-            self._fast_forward_checkout(worktree, target, commit, current)
+        self._advance(
+            target, commit, current, worktree, log=f"merge into {target}", doing="merging",
+            undone="nothing was merged. Run the task again so it is verified against the new head.",
+            blocked="Nothing was merged; move the files in the way aside, then run "
+            "`shipyard review approve` again.",
+        )  # fmt: skip
         logger.info("merged %s into %s as %s in %s", branch, target, commit[:12], self.repo)
         return commit
 
     def find_merge(self, target: str, run_id: str) -> str | None:
         """The commit on ``target`` whose message carries ``Shipyard-Run: <run_id>``, if any."""
-        if self.branch_head(target) is None:
-            return None
-        pattern = f"^{TRAILER}: {re.escape(run_id)}$"
-        done = self._git(
-            "log", "--format=%H", "--extended-regexp", f"--grep={pattern}", self._ref(target),
-            "--", check=False,
+        return self._find_trailer(target, TRAILER, run_id)
+
+    def revert(self, target: str, commit: str, *, message: str, run_id: str) -> str:
+        """Undo ``commit`` on ``target`` with a new commit on top of its head; returns that commit.
+
+        The change undone is ``commit`` against its first parent (a merge shipyard made, or a
+        single-parent commit). The new tree is git's three-way merge of target's head and that
+        parent, based on ``commit`` -- ``git revert -m 1`` without a worktree -- so later commits
+        keep their changes, a clash raises MergeConflict, and nothing moves until it is whole.
+        A retry finds the ``Shipyard-Rollback: <run_id>`` trailer and returns the earlier revert.
+        """
+        done = self.find_revert(target, run_id)
+        if done is not None:
+            logger.info("run %s was already reverted on %s (%s)", run_id, target, done[:12])
+            return done
+        current = self._require(target)
+        undone = self._resolve(commit)
+        if undone is None:
+            raise DeliveryError(
+                f"cannot revert {commit!r}: it is not a commit in {self.repo}; nothing was "
+                "reverted. Check the merge commit recorded for the run."
+            )
+        if not self._is_ancestor(undone, current):
+            raise DeliveryError(
+                f"cannot revert {undone[:12]}: it is not on {target} (head {current[:12]}); "
+                "nothing was reverted. It may have been merged into another branch, or "
+                f"{target} was reset."
+            )
+        parents = self._git("rev-list", "--parents", "-n1", undone).stdout.split()[1:]
+        if not parents:
+            raise DeliveryError(
+                f"cannot revert {undone[:12]}: it is the first commit of {target}, with nothing "
+                "before it to return to; nothing was reverted."
+            )
+        worktree = self._clean_checkout(target, then="run `shipyard rollout watch` again")
+        # A commit holding the parent's tree on top of ``commit``: merging it into the head makes
+        # ``commit`` the merge base, so merge-tree computes the revert (git < 2.40 lacks
+        # ``--merge-base``). The helper commit is never referenced and is garbage-collected.
+        inverse = self._git(
+            "commit-tree", f"{parents[0]}^{{tree}}", "-p", undone, "-F", "-",
+            input=f"shipyard: inverse of {undone}\n",
+        ).stdout.strip()  # fmt: skip
+        tree = self._merge_tree(
+            current, inverse, conflict=f"reverting {undone[:12]} conflicts with later changes "
+            f"on {target}", failure=f"cannot revert {undone[:12]} on {target}",
+            after="nothing was reverted. Revert it by hand, or fix forward.",
         )  # fmt: skip
-        found = done.stdout.split()
-        return found[0] if done.returncode == 0 and found else None
+        if not message.strip():  # a rollback is never held up for want of words
+            subject = self._git("log", "-1", "--format=%s", undone).stdout.strip()
+            message = f'Revert "{subject}"\n\nThis reverts commit {undone}.'
+        text = with_rollback_trailer(message, run_id)
+        made = self._git("commit-tree", tree, "-p", current, "-F", "-", input=text).stdout.strip()
+        self._advance(
+            target, made, current, worktree, log=f"revert {undone[:12]} on {target}",
+            doing="reverting", undone="nothing was reverted. Roll back again to revert it on "
+            "the new head.",
+            blocked="Nothing was reverted; move the files in the way aside, then roll back again.",
+        )  # fmt: skip
+        logger.info("reverted %s on %s as %s in %s", undone[:12], target, made[:12], self.repo)
+        return made
+
+    def find_revert(self, target: str, run_id: str) -> str | None:
+        """The commit on ``target`` whose message carries ``Shipyard-Rollback: <run_id>``, if any."""
+        return self._find_trailer(target, ROLLBACK_TRAILER, run_id)
 
     def tree_of(self, rev: str) -> str:
         return self._git("rev-parse", "--verify", f"{rev}^{{tree}}").stdout.strip()
@@ -187,7 +235,11 @@ class LocalForge:
         head, base = self._require(branch), self._require(onto)
         if self._is_ancestor(base, head):
             return head
-        tree = self._merge_tree(base, head, branch=branch, target=onto)
+        tree = self._merge_tree(
+            base, head, conflict=f"{branch} conflicts with {onto}",
+            failure=f"cannot rebase {branch} onto {onto}",
+            after=f"nothing was merged. Run the task again on the current {onto}.",
+        )  # fmt: skip
         message = self._git("log", "-1", "--format=%B", head).stdout
         commit = self._git("commit-tree", tree, "-p", base, "-F", "-", input=message).stdout.strip()
         self._swap(
@@ -251,24 +303,63 @@ class LocalForge:
                 return commit
         return head  # brought in without a merge commit of its own (a fast-forward)
 
-    def _merge_tree(self, current: str, head: str, *, branch: str, target: str) -> str:
+    def _find_trailer(self, target: str, key: str, run_id: str) -> str | None:
+        """The newest commit on ``target`` with the line ``<key>: <run_id>`` in its message."""
+        if self.branch_head(target) is None:
+            return None
+        pattern = f"^{key}: {re.escape(run_id)}$"
         done = self._git(
-            "merge-tree", "--write-tree", "-z", "--name-only", "--no-messages", current, head,
+            "log", "--format=%H", "--extended-regexp", f"--grep={pattern}", self._ref(target),
+            "--", check=False,
+        )  # fmt: skip
+        found = done.stdout.split()
+        return found[0] if done.returncode == 0 and found else None
+
+    def _merge_tree(
+        self, ours: str, theirs: str, *, conflict: str, failure: str, after: str
+    ) -> str:
+        """The tree of merging ``theirs`` into ``ours``, written without touching any worktree.
+
+        Errors read ``<conflict> in <files>; <after>`` and ``<failure>: <git's reason>; <after>``.
+        """
+        done = self._git(
+            "merge-tree", "--write-tree", "-z", "--name-only", "--no-messages", ours, theirs,
             check=False,
         )  # fmt: skip
         fields = [f for f in done.stdout.split("\0") if f]
         if done.returncode == 1:
             conflicts = sorted(set(fields[1:]))
-            raise MergeConflict(
-                f"{branch} conflicts with {target} in {_shown(conflicts)}; nothing was merged. "
-                f"Run the task again on the current {target}.",
-                conflicts,
-            )
+            raise MergeConflict(f"{conflict} in {_shown(conflicts)}; {after}", conflicts)
         if done.returncode != 0 or not fields:
-            raise DeliveryError(
-                f"cannot merge {branch} into {target}: {_reason(done.stderr)}; nothing was merged."
-            )
+            raise DeliveryError(f"{failure}: {_reason(done.stderr)}; {after}")
         return fields[0]
+
+    def _clean_checkout(self, target: str, *, then: str) -> Path | None:
+        """The worktree with ``target`` checked out, if any; refused while it has uncommitted work."""
+        worktree = self._checked_out_in(target)
+        if worktree is not None:
+            dirty = uncommitted_paths(worktree)
+            if dirty:
+                raise DeliveryError(
+                    f"{target} is checked out in {worktree}, which has uncommitted changes "
+                    f"({_shown(dirty)}); commit or stash them, then {then}."
+                )
+        return worktree
+
+    def _advance(
+        self, target: str, new: str, old: str, worktree: Path | None, *,
+        log: str, doing: str, undone: str, blocked: str,
+    ) -> None:  # fmt: skip
+        """Move ``target`` from ``old`` to its child ``new``, with its checkout if it has one."""
+        if worktree is None:
+            self._swap(
+                target, new, old, log=log, race=f"{target} changed while shipyard was {doing}",
+                consequence=undone,
+            )  # fmt: skip
+        else:
+            self._fast_forward_checkout(
+                worktree, target, new, old, doing=doing, undone=undone, blocked=blocked
+            )
 
     def _swap(
         self, name: str, new: str, old: str, *, log: str, race: str, consequence: str
@@ -280,14 +371,16 @@ class LocalForge:
         if done.returncode != 0:
             raise DeliveryError(f"{race} ({_reason(done.stderr)}); {consequence}")
 
-    def _fast_forward_checkout(self, worktree: Path, target: str, new: str, old: str) -> None:
-        # The merge commit's first parent is the checked-out head, so a fast-forward moves branch,
+    def _fast_forward_checkout(
+        self, worktree: Path, target: str, new: str, old: str, *,
+        doing: str, undone: str, blocked: str,
+    ) -> None:  # fmt: skip
+        # The new commit's first parent is the checked-out head, so a fast-forward moves branch,
         # index and files together, as a checkout would, and git refuses to overwrite a file.
         seen = git("rev-parse", "--verify", "HEAD", cwd=worktree).stdout.strip()
         if seen != old:
             raise DeliveryError(
-                f"{target} in {worktree} moved to {seen[:12]} while shipyard was merging; nothing "
-                "was merged. Run the task again so it is verified against the new head."
+                f"{target} in {worktree} moved to {seen[:12]} while shipyard was {doing}; {undone}"
             )
         done = git(
             "merge", "--ff-only", "--quiet", "--no-stat", new,
@@ -295,8 +388,7 @@ class LocalForge:
         )  # fmt: skip
         if done.returncode != 0:
             raise DeliveryError(
-                f"cannot update {target} in {worktree}: {_reason(done.stderr)}. Nothing was "
-                "merged; move the files in the way aside, then run `shipyard review approve` again."
+                f"cannot update {target} in {worktree}: {_reason(done.stderr)}. {blocked}"
             )
 
     def _checked_out_in(self, name: str) -> Path | None:
@@ -314,6 +406,28 @@ class LocalForge:
 
 TRAILER = "Shipyard-Run"
 """The trailer that ties a merge commit to the run that made it: how a retry finds a done merge."""
+
+ROLLBACK_TRAILER = "Shipyard-Rollback"
+"""The trailer that ties a revert to the run it undid: how a retried rollback finds a done revert."""
+
+_TRAILER_LINE = re.compile(r"^[A-Za-z0-9-]+: \S")
+
+
+def with_rollback_trailer(message: str, run_id: str) -> str:
+    """``message`` ending in ``Shipyard-Rollback: <run_id>`` (joined to a trailer block it ends in).
+
+    ``Shipyard-Run`` lines are dropped: they mark a run's merge, and ``find_merge`` would take the
+    revert for it.
+    """
+    line = f"{ROLLBACK_TRAILER}: {run_id}"
+    kept = [row for row in message.splitlines() if not row.startswith(f"{TRAILER}: ")]
+    body = "\n".join(kept).rstrip()
+    if body.splitlines()[-1:] == [line]:
+        return body + "\n"
+    _, sep, last = body.rpartition("\n\n")
+    # git reads trailers from the last paragraph only, and never from the subject.
+    in_block = bool(sep) and all(_TRAILER_LINE.match(row) for row in last.splitlines())
+    return body + ("\n" if in_block else "\n\n") + line + "\n"
 
 
 def _own(branch: str, verb: str) -> None:
