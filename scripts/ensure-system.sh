@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages shipyard needs when they are missing (bubblewrap for sandboxes, git,
-# and the PostgreSQL and Redis server binaries that the tests gate starts inside sandboxes).
+# the PostgreSQL and Redis server binaries that the tests gate starts inside sandboxes, and the
+# Prometheus server the rollout health tests run for real; its package's service is not used).
 set -euo pipefail
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v git >/dev/null 2>&1 || missing+=(git)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+[ -x /usr/bin/prometheus ] || missing+=(prometheus)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${missing[*]}"
 sudo=""
@@ -17,3 +19,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The tests start their own Prometheus; the one the package enables would keep scraping on :9090.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  $sudo systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi

@@ -7,7 +7,7 @@ from functools import reduce
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from shipyard.events import Event, EventType, RunState, apply, fold
@@ -46,6 +46,15 @@ def test_the_vocabulary_is_the_documented_one() -> None:
         "run.halted",
         "run.failed",
         "run.noop",
+        "rollout.started",
+        "rollout.baseline",
+        "rollout.stage",
+        "rollout.check",
+        "rollout.breached",
+        "rollout.reverted",
+        "rollout.completed",
+        "rollout.stopped",
+        "rollout.resumed",
         "log",
     }
 
@@ -238,21 +247,46 @@ def test_log_events_do_not_change_a_finished_run(
     logs: list[tuple[str, dict[str, Any]]],
 ) -> None:
     finished = fold(run(*before, finishing))
+    assume(finished.status is not RunStatus.ROLLING_OUT)  # merged earlier, and being rolled out
     assert finished.finished
     later = fold(run(*before, finishing, *logs))
     assert later.status is finished.status
     assert later.finished
 
 
+_not_rollout = st.lists(
+    st.tuples(
+        st.sampled_from([t for t in EventType if not t.startswith("rollout.")]).map(str), _data
+    ),
+    max_size=12,
+)
+
+
 @settings(database=None, max_examples=100)
-@given(_steps, _finishing, _steps)
-def test_nothing_changes_a_finished_runs_status(
+@given(_steps, _finishing, _not_rollout)
+def test_nothing_but_a_rollout_changes_a_finished_runs_status(
     before: list[tuple[str, dict[str, Any]]],
     finishing: tuple[str, dict[str, Any]],
     after: list[tuple[str, dict[str, Any]]],
 ) -> None:
     finished = fold(run(*before, finishing))
     assert fold(run(*before, finishing, *after)).status is finished.status
+
+
+@settings(database=None, max_examples=100)
+@given(_steps, _finishing, _steps)
+def test_only_a_merge_is_rolled_out_or_back(
+    before: list[tuple[str, dict[str, Any]]],
+    finishing: tuple[str, dict[str, Any]],
+    after: list[tuple[str, dict[str, Any]]],
+) -> None:
+    finished = fold(run(*before, finishing))
+    later = fold(run(*before, finishing, *after)).status
+    rollout = {RunStatus.ROLLING_OUT, RunStatus.ROLLED_BACK, RunStatus.ROLLOUT_STOPPED}
+    if finished.status is RunStatus.MERGED:
+        assert later in {RunStatus.MERGED, *rollout}
+    else:  # a halted, failed, rejected or staged run is never rolled out, whatever is recorded
+        assert later is finished.status
 
 
 def test_a_delivery_intent_stays_pending_until_an_outcome_settles_it() -> None:

@@ -27,6 +27,7 @@ from shipyard.executor.local import EventListener, LocalExecutor
 from shipyard.forge import get_forge
 from shipyard.gates.flaky import QuarantineEntry, quarantine_for_repo
 from shipyard.model import Action, ChangeType, RunStatus, Task
+from shipyard.rollout.runner import RolloutRunner
 from shipyard.sandbox import ensure_available
 from shipyard.store import Store
 from shipyard.workspace import inspect_repo
@@ -52,6 +53,16 @@ class App:
 
     def close(self) -> None:
         self.store.close()
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def rollouts(self, *, listener: EventListener | None = None) -> RolloutRunner:
+        """The runner that advances this installation's rollouts (see ``shipyard.rollout``)."""
+        return RolloutRunner(self.store, home=self.home, listener=listener)
 
     # --- starting runs -------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from rich.table import Table
 from shipyard import __version__
 from shipyard.app import App
 from shipyard.cli_policy import policy_app
+from shipyard.cli_rollout import rollout_app
 from shipyard.cli_sandbox import bench_app, sandbox_app
 from shipyard.config import CONFIG_FILE
 from shipyard.console import (
@@ -54,6 +55,7 @@ app.add_typer(index_app, name="index")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(bench_app, name="bench")
 app.add_typer(policy_app, name="policy")
+app.add_typer(rollout_app, name="rollout")
 
 RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository to change.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -291,7 +293,7 @@ def review_approve(
         console.print(f"run {state.run_id}: {status_text(state)} into {state.delivered_target}")
     else:
         console.print(f"run {state.run_id}: {status_text(state)} — {why(state)}")
-    if state.status is not RunStatus.MERGED:
+    if state.status not in (RunStatus.MERGED, RunStatus.ROLLING_OUT):
         raise typer.Exit(1)
 
 

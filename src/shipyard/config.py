@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shipyard.errors import ConfigError, format_validation_error
 
@@ -168,6 +169,98 @@ class ReviewConfig(_Section):
     """Let the identity that requested a run approve it too (for repositories with one maintainer)."""
 
 
+class HealthConfig(_Section):
+    """Where the rollout reads the health signal: one number, an error rate in percent by default."""
+
+    prometheus_url: str | None = None
+    """Base URL of a Prometheus HTTP API, for example ``http://127.0.0.1:9090``."""
+    query: str | None = None
+    """PromQL expression evaluated to one number (aggregate several series with sum() or avg())."""
+    command: list[str] | None = None
+    """Or a command (argv, run on the host from the repository root) that prints one number."""
+    timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """How long one reading may take; longer is a failed reading."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> HealthConfig:
+        prometheus = self.prometheus_url is not None or self.query is not None
+        if prometheus and self.command:
+            raise ValueError("set either prometheus_url and query, or command, not both")
+        if prometheus and not (self.prometheus_url and self.query):
+            raise ValueError("a Prometheus source needs both prometheus_url and query")
+        if self.command is not None and not self.command:
+            raise ValueError("command is empty; give the program and its arguments as a list")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.command) or bool(self.prometheus_url and self.query)
+
+
+class DeployConfig(_Section):
+    """The deploy hook each rollout stage calls (see docs/rollout.md for the contract)."""
+
+    command: list[str] | None = None
+    """A command (argv, run on the host from the repository root) told the stage in SHIPYARD_* variables."""
+    webhook: str | None = None
+    """Or a URL that receives each stage as a signed JSON POST."""
+    secret_env: str = "SHIPYARD_DEPLOY_SECRET"
+    """Host environment variable holding the webhook's HMAC key (never written in the file)."""
+    timeout_seconds: float = Field(default=300.0, gt=0, le=6 * 3600)
+    """How long one call may take; longer is a failed deploy."""
+
+    @model_validator(mode="after")
+    def _one_hook(self) -> DeployConfig:
+        if self.command and self.webhook:
+            raise ValueError("set either command or webhook, not both")
+        if self.command is not None and not self.command:
+            raise ValueError("command is empty; give the program and its arguments as a list")
+        return self
+
+
+class RolloutConfig(_Section):
+    """Staged rollout after a merge, watched by a health signal, reverted when it degrades."""
+
+    enabled: bool = False
+    """Watch and roll out every change shipyard merges into the target branch."""
+    stages: list[float] = Field(default_factory=lambda: [5.0, 25.0, 100.0])
+    """Shares of traffic (percent, rising, ending at 100) the deploy hook is called with in turn."""
+    stage_seconds: float = Field(default=600.0, ge=0, le=7 * 86400)
+    """How long each stage is held, healthy, before the next one starts."""
+    watch_seconds: float = Field(default=86400.0, gt=0, le=30 * 86400)
+    """The watch window, from the merge: a breach within it reverts the change."""
+    baseline_seconds: float = Field(default=3600.0, gt=0, le=30 * 86400)
+    """The window before the merge whose average health is the baseline."""
+    check_interval_seconds: float = Field(default=60.0, gt=0, le=86400)
+    """Time between two health readings."""
+    threshold_points: float = Field(default=1.0, ge=0, le=100)
+    """A reading above baseline + this many (percentage) points is a breach."""
+    consecutive_breaches: int = Field(default=1, ge=1, le=100)
+    """Breaching readings in a row that revert the change (1: the first one does)."""
+    notify_webhook: str | None = None
+    """URL told of every rollback (signed like the deploy webhook)."""
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> RolloutConfig:
+        if not self.enabled:
+            return self
+        if not self.health.configured:
+            raise ValueError(
+                "an enabled rollout needs a health source: set [rollout.health] prometheus_url "
+                "and query, or command"
+            )
+        stages = self.stages
+        if not stages or any(not 0 < s <= 100 for s in stages):
+            raise ValueError(
+                "stages must be percentages above 0 and at most 100, e.g. [5, 25, 100]"
+            )
+        if any(b <= a for a, b in pairwise(stages)) or stages[-1] != 100:
+            raise ValueError("stages must rise and end at 100, e.g. [5, 25, 100]")
+        return self
+
+
 class ShipyardConfig(_Section):
     """The whole of a repository's shipyard configuration."""
 
@@ -177,6 +270,7 @@ class ShipyardConfig(_Section):
     deps: DepsConfig = Field(default_factory=DepsConfig)
     repo: RepoConfig = Field(default_factory=RepoConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
 
     @property
     def preset(self) -> str:
@@ -211,6 +305,22 @@ def load_config(repo: Path) -> LoadedConfig:
         if isinstance(table, dict):
             return _validate(table, pyproject, prefix="tool.shipyard.")
     return LoadedConfig(config=ShipyardConfig(), source=None, raw={})
+
+
+def load_config_text(text: str, source: Path, *, pyproject: bool) -> LoadedConfig:
+    """Validate a configuration read from somewhere other than the working tree (a commit, say)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{source}: not valid TOML ({exc}). Fix the syntax and run again."
+        ) from exc
+    if not pyproject:
+        return _validate(data, source, prefix="")
+    table = data.get("tool", {}).get("shipyard")
+    if not isinstance(table, dict):
+        return LoadedConfig(config=ShipyardConfig(), source=None, raw={})
+    return _validate(table, source, prefix="tool.shipyard.")
 
 
 def load_config_file(path: Path) -> LoadedConfig:

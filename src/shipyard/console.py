@@ -16,6 +16,7 @@ from rich.table import Table
 
 from shipyard.errors import ShipyardError
 from shipyard.events import Event, EventType, RunState, in_gate_order
+from shipyard.rollout.render import describe_rollout
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -30,6 +31,9 @@ STATUS_STYLE = {
     "noop": "dim",
     "queued": "dim",
     "running": "blue",
+    "rolling_out": "cyan",
+    "rolled_back": "bold red",
+    "rollout_stopped": "yellow",
 }
 STATUS_LABEL = {
     "merged": "MERGED",
@@ -41,6 +45,9 @@ STATUS_LABEL = {
     "noop": "NOTHING TO DO",
     "queued": "QUEUED",
     "running": "RUNNING",
+    "rolling_out": "ROLLING OUT",
+    "rolled_back": "ROLLED BACK",
+    "rollout_stopped": "ROLLOUT STOPPED",
 }
 
 
@@ -164,8 +171,14 @@ def why(state: RunState, *, width: int | None = None) -> str:
         ] or reasons
         text = "; ".join(_cut(r["message"], width) for r in deciding[:3])
     if state.reviewed_by:
-        verdict = "approved" if state.status.value == "merged" else "rejected"
+        verdict = "rejected" if state.review_status == "rejected" else "approved"
         text = f"{verdict} by {state.reviewed_by} after review ({text})"
+    rollout = state.rollout or {}
+    if state.status.value == "rolling_out":
+        text = f"rolling out: stage {rollout.get('stage', 0)} ({rollout.get('percent', 0):g} %)"
+    elif state.status.value in ("rolled_back", "rollout_stopped"):
+        verb = "rolled back" if state.status.value == "rolled_back" else "rollout stopped"
+        text = f"{verb}: {_cut(str(rollout.get('reason', '')), width)}"
     return text
 
 
@@ -192,6 +205,8 @@ def timeline_table(events: Sequence[Event]) -> Table:
 
 def _detail(event: Event) -> str:
     d = event.data
+    if event.type.startswith("rollout."):
+        return describe_rollout(event.type, d)
     if event.type == EventType.DECISION_MADE.value:
         return str(d["action"]) + "".join(f"\n- {r['message']}" for r in d.get("reasons", []))
     if event.type == EventType.GATE_FINISHED.value:

@@ -130,6 +130,20 @@ class BlueprintError(ShipyardError):
     exit_code = 2
 
 
+class RolloutError(ShipyardError):
+    """A staged rollout could not go on: its health source or deploy hook failed."""
+
+    exit_code = 10
+
+
+class HealthSourceError(RolloutError):
+    """The health signal could not be read (unreachable, no data, not a number)."""
+
+
+class DeployError(RolloutError):
+    """A deploy hook failed or took too long."""
+
+
 def format_validation_error(exc: ValidationError, source: Path | str, *, prefix: str = "") -> str:
     """One line per problem: ``file: dotted.field: what is wrong — how to fix``."""
     lines = []

@@ -36,6 +36,15 @@ class EventType(StrEnum):
     RUN_HALTED = "run.halted"  # reason
     RUN_FAILED = "run.failed"  # error
     RUN_NOOP = "run.noop"  # reason: there was nothing to change
+    ROLLOUT_STARTED = "rollout.started"  # target, commit, previous_commit, merged_at, config
+    ROLLOUT_BASELINE = "rollout.baseline"  # value, start, end, source
+    ROLLOUT_STAGE = "rollout.stage"  # stage, percent, ok, detail, seconds, at
+    ROLLOUT_CHECK = "rollout.check"  # value, baseline, threshold, breach, stage, percent, at
+    ROLLOUT_BREACHED = "rollout.breached"  # value, baseline, threshold, reason, at
+    ROLLOUT_REVERTED = "rollout.reverted"  # revert_commit, target, seconds_to_revert, rollback
+    ROLLOUT_COMPLETED = "rollout.completed"  # stages, checks
+    ROLLOUT_STOPPED = "rollout.stopped"  # reason: the rollout waits for a person
+    ROLLOUT_RESUMED = "rollout.resumed"  # by
     LOG = "log"  # message
 
 
@@ -64,6 +73,22 @@ _STATUS_AFTER: dict[str, RunStatus] = {
 
 
 # Outcomes that settle an earlier delivery intent, whatever it was.
+# A merged change that is rolled out moves on after its merge: these may change a finished status.
+_ROLLOUT_STATUS: dict[str, tuple[frozenset[RunStatus], RunStatus]] = {
+    EventType.ROLLOUT_STARTED: (frozenset({RunStatus.MERGED}), RunStatus.ROLLING_OUT),
+    EventType.ROLLOUT_COMPLETED: (frozenset({RunStatus.ROLLING_OUT}), RunStatus.MERGED),
+    EventType.ROLLOUT_REVERTED: (
+        frozenset({RunStatus.ROLLING_OUT, RunStatus.ROLLOUT_STOPPED}),
+        RunStatus.ROLLED_BACK,
+    ),
+    EventType.ROLLOUT_STOPPED: (frozenset({RunStatus.ROLLING_OUT}), RunStatus.ROLLOUT_STOPPED),
+    EventType.ROLLOUT_RESUMED: (frozenset({RunStatus.ROLLOUT_STOPPED}), RunStatus.ROLLING_OUT),
+}
+
+
+_ROLLING = frozenset({RunStatus.ROLLING_OUT, RunStatus.ROLLOUT_STOPPED})
+
+
 _SETTLES_INTENT = frozenset(
     {
         EventType.DELIVERY_MERGED,
@@ -110,6 +135,9 @@ class RunState:
     error: str | None = None
     reason: str | None = None  # why a run halted or had nothing to do
     pending_intent: dict[str, Any] | None = None  # an irreversible step begun and not yet settled
+    rollout: dict[str, Any] | None = (
+        None  # stage, percent, baseline, last_value, reason, revert_commit
+    )
     last_seq: int = 0
 
     @property
@@ -198,9 +226,41 @@ def apply(state: RunState, event: Event) -> RunState:
     if kind in _SETTLES_INTENT:
         changes["pending_intent"] = None
     after = _STATUS_AFTER.get(kind)
-    if after is not None and not state.finished:
+    # A run being rolled out was merged: only its rollout's own events move it on from there.
+    if after is not None and not state.finished and state.status not in _ROLLING:
         changes["status"] = after
+    started = kind == EventType.ROLLOUT_STARTED and state.status is RunStatus.MERGED
+    if started or (kind.startswith("rollout.") and state.rollout is not None):
+        changes["rollout"] = _rollout_summary(state.rollout, kind, d)
+    if kind in _ROLLOUT_STATUS:
+        allowed, moved = _ROLLOUT_STATUS[kind]
+        if state.status in allowed:
+            changes["status"] = moved
+        if kind == EventType.ROLLOUT_STOPPED:
+            changes["reason"] = _str(d.get("reason"))
     return replace(state, **changes)
+
+
+def _rollout_summary(before: dict[str, Any] | None, kind: str, d: dict[str, Any]) -> dict[str, Any]:
+    """The few facts about a rollout that lists and summaries show."""
+    out = dict(before or {})
+    if kind == EventType.ROLLOUT_STARTED:
+        out = {"stage": 0, "percent": 0.0, "target": d.get("target"), "commit": d.get("commit")}
+    elif kind == EventType.ROLLOUT_BASELINE:
+        out["baseline"] = d.get("value")
+    elif kind == EventType.ROLLOUT_STAGE and d.get("ok"):
+        out.update(stage=d.get("stage"), percent=d.get("percent"))
+    elif kind == EventType.ROLLOUT_CHECK:
+        out["last_value"] = d.get("value")
+    elif kind in (EventType.ROLLOUT_BREACHED, EventType.ROLLOUT_STOPPED):
+        out["reason"] = d.get("reason")
+    elif kind == EventType.ROLLOUT_REVERTED:
+        out.update(
+            revert_commit=d.get("revert_commit"), seconds_to_revert=d.get("seconds_to_revert")
+        )
+    elif kind == EventType.ROLLOUT_RESUMED:
+        out.pop("reason", None)
+    return out
 
 
 def _str(value: Any) -> str | None:

@@ -62,10 +62,22 @@ class RunStatus(StrEnum):
     HALTED = "halted"
     FAILED = "failed"
     NOOP = "noop"
+    ROLLING_OUT = "rolling_out"
+    """Merged, and being rolled out in stages while its health is watched."""
+    ROLLED_BACK = "rolled_back"
+    """Merged, then reverted because its health breached the threshold."""
+    ROLLOUT_STOPPED = "rollout_stopped"
+    """Merged, and its rollout stopped (health unreadable or a deploy failed): waits for a person."""
 
     @property
     def finished(self) -> bool:
-        return self not in (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.AWAITING_REVIEW)
+        return self not in (
+            RunStatus.QUEUED,
+            RunStatus.RUNNING,
+            RunStatus.AWAITING_REVIEW,
+            RunStatus.ROLLING_OUT,
+            RunStatus.ROLLOUT_STOPPED,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

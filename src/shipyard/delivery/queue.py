@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.blueprints.engine import RunContext
-from shipyard.errors import DeliveryError, MergeConflict
+from shipyard.errors import DeliveryError, MergeConflict, ShipyardError
 from shipyard.events import EventType, RunState
 from shipyard.failpoints import failpoint
 from shipyard.forge import Forge, get_forge
 from shipyard.forge.local import TRAILER
 from shipyard.model import Action, Decision
+from shipyard.rollout.start import begin_if_configured
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +240,8 @@ class MergeQueue:
         )
         failpoint("merge.after_outcome")
         self.forge.delete_branch(branch)
+        if event is EventType.DELIVERY_MERGED:
+            _start_rollout(ctx, into, commit)
         return Landing(outcome="merged", commit=commit, reverified=reverified)
 
     def _review(
@@ -266,6 +269,14 @@ class MergeQueue:
             {"reason": f"verified again on the current {into}: {reason}", "branch": branch},
         )
         return Landing(outcome="halted", detail=reason)
+
+
+def _start_rollout(ctx: RunContext, target: str, commit: str) -> None:
+    """Begin the staged rollout of a merged change when its repository configures one."""
+    try:
+        begin_if_configured(ctx.emit, repo=Path(ctx.task.repo), target=target, commit=commit)
+    except ShipyardError as exc:  # the merge stands; say why it is not rolled out
+        ctx.log(f"rollout not started: {exc}")
 
 
 def recover(ctx_for: Callable[[str], RunContext], runs: list[RunState], *, home: Path) -> list[str]:
@@ -296,6 +307,8 @@ def recover(ctx_for: Callable[[str], RunContext], runs: list[RunState], *, home:
                     event,
                     {"target": target, "commit": merged, "branch": branch, "recovered": True},
                 )
+                if event is EventType.DELIVERY_MERGED:
+                    _start_rollout(ctx, target, merged)
                 if forge.branch_head(branch) is not None:
                     forge.delete_branch(branch)
                 settled.append(f"{state.run_id}: found its merge {merged[:12]} in {target}")

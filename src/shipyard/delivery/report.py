@@ -6,14 +6,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
+
 from shipyard.blueprints.engine import RunContext
 from shipyard.events import Event, EventType, in_gate_order
+from shipyard.rollout.plan import progress
+from shipyard.rollout.render import bars, describe_rollout
+from shipyard.store import Store
 
 
 def write_report(ctx: RunContext) -> Path:
-    events = ctx.store.events(ctx.run_id)
-    path = ctx.run_dir / "report.md"
-    path.write_text(render_report(ctx.run_id, events), encoding="utf-8")
+    return write_run_report(ctx.store, ctx.run_dir, ctx.run_id)
+
+
+def write_run_report(store: Store, run_dir: Path, run_id: str) -> Path:
+    """Render the run's report from its events into ``run_dir/report.md`` (again, when it moved on)."""
+    path = run_dir / "report.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_report(run_id, store.events(run_id)), encoding="utf-8")
     return path
 
 
@@ -47,6 +57,7 @@ def render_report(run_id: str, events: Sequence[Event]) -> str:
     outcome = _outcome(by_type)
     if outcome:
         out += ["## Outcome", "", outcome, ""]
+    out += _rollout(events)
     out += ["## Timeline", "", "| time (UTC) | event | detail |", "|---|---|---|"]
     for event in events:
         out.append(f"| {event.at:%H:%M:%S} | {event.type} | {_detail(event)} |")
@@ -82,6 +93,39 @@ def _gates(events: list[Event]) -> list[str]:
     return out
 
 
+def _rollout(events: Sequence[Event]) -> list[str]:
+    """Stages, baseline, outcome and the health readings of a merged change's rollout."""
+    p = progress(events)
+    if p is None:
+        return []
+    stages = ", ".join(f"{s:g} %" for s in p.config.stages)
+    out = ["## Rollout", "", f"- **Stages**: {stages}; reached stage {p.stage} ({p.percent:g} %)"]
+    if p.baseline is not None and p.threshold is not None:
+        out.append(f"- **Baseline**: {p.baseline:.3g}; a reading above {p.threshold:.3g} breaches")
+    reverted = [e for e in events if e.type == EventType.ROLLOUT_REVERTED.value]
+    if p.outcome == "rolled_back" and reverted:
+        d = reverted[-1].data
+        out.append(
+            f"- **Outcome**: rolled back: {d.get('reason', '')}; reverted as "
+            f"`{str(d.get('revert_commit', ''))[:12]}` {float(d.get('seconds_to_revert', 0)):.1f} s "
+            f"after the breach (time to recover); {d.get('rollback', '')}"
+        )
+    elif p.outcome == "completed":
+        out.append("- **Outcome**: rolled out to every stage; healthy through the watch window")
+    elif p.outcome == "stopped":
+        out.append(f"- **Outcome**: stopped, waiting for a person: {p.reason}")
+    else:
+        out.append("- **Outcome**: under way")
+    if p.readings:
+        top, rows = bars(p)
+        out += ["", f"Health readings (0 … {top:.3g}, │ marks the threshold):", "", "```text"]
+        out += [
+            f"{r.when}  {r.value:8.3g}  {r.bar}{'  ← breach' if r.breach else ''}" for r in rows
+        ]
+        out.append("```")
+    return [*out, ""]
+
+
 def _status(data: dict[str, Any] | None) -> str:
     if not data:
         return ""
@@ -111,6 +155,8 @@ class _Missing(dict[str, object]):
 
 def _detail(event: Event) -> str:
     d = event.data
+    if event.type.startswith("rollout."):
+        return Text.from_markup(describe_rollout(event.type, d)).plain.replace("|", "\\|")[:160]
     for key in ("summary", "message", "node", "reason", "error", "action", "branch", "note"):
         if d.get(key):
             return str(d[key]).replace("|", "\\|").replace("\n", " ")[:160]
