@@ -225,3 +225,18 @@ def test_the_rollout_configuration_comes_from_before_the_merge(setup: Setup) -> 
     assert not started  # the configuration before the merge has no rollout
     assert recorded == []
     assert not evil.exists()
+
+
+def test_an_unset_threshold_comes_from_the_policy_before_the_merge(setup: Setup) -> None:
+    (setup.repo / "shipyard.toml").write_text(
+        '[policy]\npreset = "seed"\n[policy.post_merge]\nrollback_error_rate_points = 2.5\n'
+        '[rollout]\nenabled = true\n[rollout.health]\ncommand = ["true"]\n'
+    )
+    git("add", "-A", cwd=setup.repo)
+    git("commit", "-qm", "roll out", cwd=setup.repo)
+    assert config_at(setup.repo, "HEAD").threshold_points == 2.5
+    (setup.repo / "shipyard.toml").write_text(
+        '[rollout]\nenabled = true\nthreshold_points = 0.5\n[rollout.health]\ncommand = ["true"]\n'
+    )
+    git("commit", "-qam", "stricter", cwd=setup.repo)
+    assert config_at(setup.repo, "HEAD").threshold_points == 0.5

@@ -47,7 +47,12 @@ class Progress:
     @property
     def threshold(self) -> float | None:
         """The highest healthy value: baseline plus the configured points."""
-        return None if self.baseline is None else self.baseline + self.config.threshold_points
+        return None if self.baseline is None else self.baseline + self.points
+
+    @property
+    def points(self) -> float:
+        """The threshold above the baseline (resolved from the policy when the rollout started)."""
+        return 1.0 if self.config.threshold_points is None else self.config.threshold_points
 
     @property
     def percent(self) -> float:
@@ -188,7 +193,7 @@ def _breach_reason(p: Progress) -> str:
         return "the health signal breached its threshold"
     return (
         f"health {p.last_value:.2f} is above the baseline {p.baseline:.2f} + "
-        f"{p.config.threshold_points:g} points at {p.percent:g} % of traffic"
+        f"{p.points:g} points at {p.percent:g} % of traffic"
     )
 
 

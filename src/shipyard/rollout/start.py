@@ -13,24 +13,46 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shipyard.config import CONFIG_FILE, RolloutConfig, load_config_text
+from shipyard.config import (
+    CONFIG_FILE,
+    LoadedConfig,
+    RolloutConfig,
+    ShipyardConfig,
+    load_config_text,
+)
 from shipyard.events import EventType
 from shipyard.gitcmd import git
+from shipyard.policy import load_policy
 
 Emit = Callable[[EventType, dict[str, Any]], None]
 
 
 def config_at(repo: Path, rev: str) -> RolloutConfig:
-    """The ``[rollout]`` configuration as committed at ``rev`` (defaults when there is none)."""
+    """The ``[rollout]`` configuration as committed at ``rev`` (defaults when there is none).
+
+    An unset ``threshold_points`` is resolved from the policy committed at ``rev``.
+    """
+    loaded = _loaded_at(repo, rev)
+    rollout = loaded.config.rollout
+    if rollout.threshold_points is None:
+        policy = load_policy(
+            loaded.config.preset, loaded.config.policy_overrides, source=loaded.source_name,
+            base_dir=repo,
+        )  # fmt: skip
+        points = policy.post_merge.rollback_error_rate_points
+        rollout = rollout.model_copy(update={"threshold_points": points})
+    return rollout
+
+
+def _loaded_at(repo: Path, rev: str) -> LoadedConfig:
     for name, pyproject in ((CONFIG_FILE, False), ("pyproject.toml", True)):
         shown = git("show", f"{rev}:{name}", cwd=repo, check=False)
         if shown.returncode == 0:
-            loaded = load_config_text(
-                shown.stdout, repo / f"{name}@{rev[:12]}", pyproject=pyproject
-            )
+            source = repo / f"{name}@{rev[:12]}"
+            loaded = load_config_text(shown.stdout, source, pyproject=pyproject)
             if loaded.source is not None or not pyproject:
-                return loaded.config.rollout
-    return RolloutConfig()
+                return loaded
+    return LoadedConfig(config=ShipyardConfig(), source=None, raw={})
 
 
 def begin_if_configured(emit: Emit, *, repo: Path, target: str, commit: str) -> bool:
