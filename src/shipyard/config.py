@@ -233,8 +233,9 @@ class RolloutConfig(_Section):
     """The window before the merge whose average health is the baseline."""
     check_interval_seconds: float = Field(default=60.0, gt=0, le=86400)
     """Time between two health readings."""
-    threshold_points: float = Field(default=1.0, ge=0, le=100)
-    """A reading above baseline + this many (percentage) points is a breach."""
+    threshold_points: float | None = Field(default=None, ge=0, le=100)
+    """A reading above baseline + this many (percentage) points is a breach. Unset: the policy's
+    ``post_merge.rollback_error_rate_points`` (1 point under the seed preset)."""
     consecutive_breaches: int = Field(default=1, ge=1, le=100)
     """Breaching readings in a row that revert the change (1: the first one does)."""
     notify_webhook: str | None = None
@@ -261,6 +262,57 @@ class RolloutConfig(_Section):
         return self
 
 
+class PriceConfig(_Section):
+    """What a model costs, in US dollars per million tokens."""
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+    cached_input_per_million: float | None = Field(default=None, ge=0)
+    """Cached input, when the provider reports it; the input price otherwise."""
+
+
+class AgentConfig(_Section):
+    """The model an agent blueprint uses, and what it may spend."""
+
+    provider: Literal["openai", "anthropic"] = "openai"
+    """``openai`` is any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp, OpenRouter)."""
+    model: str = "gpt-4.1-mini"
+    """The model for every blueprint without its own entry in ``models``."""
+    models: dict[str, str] = Field(default_factory=dict)
+    """A model per blueprint, e.g. ``{"lint-fix" = "gpt-4.1-nano"}``."""
+    base_url: str | None = None
+    """The endpoint; unset: ``OPENAI_BASE_URL`` / ``ANTHROPIC_BASE_URL``, then the provider's own."""
+    api_key_env: str | None = None
+    """Host variable with the API key; unset: ``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY``."""
+    timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
+    """How long one model call may take."""
+    max_retries: int = Field(default=4, ge=0, le=20)
+    """Retries of a failed call (rate limits, 5xx, timeouts), with exponential backoff."""
+    max_output_tokens: int = Field(default=4096, ge=16, le=200_000)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_steps: int = Field(default=40, ge=1, le=1000)
+    """Model calls per run."""
+    max_tokens: int = Field(default=1_000_000, ge=1000)
+    """Tokens (input and output, as reported) per run."""
+    max_cost_usd: float = Field(default=5.0, ge=0)
+    """Money per run, from ``prices``; a model without a price counts as free."""
+    max_wall_seconds: float = Field(default=1800.0, gt=0, le=86400)
+    """Wall time of the agent's work per run."""
+    context_tokens: int = Field(default=128_000, ge=4000)
+    """The model's context window."""
+    compact_at: float = Field(default=0.8, gt=0.1, lt=1.0)
+    """Compact older turns when the context reaches this share of ``context_tokens``."""
+    fix_cycles: int = Field(default=2, ge=0, le=2)
+    """Rounds of fixing after failing gates (2 at most: DESIGN invariant 6)."""
+    lint_passes: int = Field(default=3, ge=0, le=3)
+    """Rounds of formatting and linting whose remaining errors go back to the agent."""
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)
+    """Price per model name, for the money budget and the spend shown."""
+
+    def model_for(self, blueprint: str) -> str:
+        return self.models.get(blueprint, self.model)
+
+
 class ShipyardConfig(_Section):
     """The whole of a repository's shipyard configuration."""
 
@@ -271,6 +323,7 @@ class ShipyardConfig(_Section):
     repo: RepoConfig = Field(default_factory=RepoConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
 
     @property
     def preset(self) -> str:
