@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages shipyard needs when they are missing (bubblewrap for sandboxes, git,
-# the PostgreSQL and Redis server binaries that the tests gate starts inside sandboxes, and the
-# Prometheus server the rollout health tests run for real; its package's service is not used).
+# ripgrep for the agent's list and search tools, the PostgreSQL and Redis server binaries that the
+# tests gate starts inside sandboxes, and the Prometheus server the rollout health tests run for real;
+# its package's service is not used).
 set -euo pipefail
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v git >/dev/null 2>&1 || missing+=(git)
+command -v rg >/dev/null 2>&1 || missing+=(ripgrep)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 [ -x /usr/bin/prometheus ] || missing+=(prometheus)
