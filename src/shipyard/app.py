@@ -103,6 +103,35 @@ class App:
         )
         return self.executor.run(task)
 
+    def run_agent(
+        self,
+        blueprint: str,
+        *,
+        repo: Path,
+        title: str,
+        params: dict[str, object],
+        change_type: ChangeType,
+        model: str | None = None,
+        index_url: str | None = None,
+        requested_by: str | None = None,
+    ) -> RunState:
+        """Run an agent blueprint (``task``, ``fix-tests``, ``lint-fix``, ``ci-fix``) on ``repo``."""
+        info = inspect_repo(repo)
+        ensure_available()
+        task = Task(
+            blueprint=blueprint,
+            repo=str(info.path),
+            title=title,
+            params={
+                **params,
+                "change_type": change_type.value,
+                **({"model": model} if model else {}),
+                **({"index_url": index_url} if index_url else {}),
+            },
+            requested_by=requested_by or identity(),
+        )
+        return self.executor.run(task)
+
     def quarantine(self, *, repo: Path) -> list[QuarantineEntry]:
         """Tests seen flaky in runs on ``repo``, most often seen first."""
         info = inspect_repo(repo)

@@ -168,6 +168,119 @@ def run_deps(
     _finish(guard(body), json_out)
 
 
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", help="Model name (default: [agent] model in shipyard.toml)."),
+]
+
+
+def _agent_run(blueprint: str, json_out: bool, **kwargs: object) -> None:
+    def body() -> RunState:
+        with _app(json_out) as shipyard:
+            return shipyard.run_agent(blueprint, **kwargs)  # type: ignore[arg-type]
+
+    state = guard(body)
+    if json_out:
+        print_json(_with_agent(state))
+        if state.status in FINISHED_BADLY:
+            raise typer.Exit(1)
+        return
+    _finish([state], json_out)
+
+
+def _with_agent(state: RunState) -> dict[str, object]:
+    """The run, with the agent's spend and where its transcript is."""
+    with _app(True, progress=False) as shipyard:
+        events = shipyard.store.events(state.run_id)
+    started = [e.data for e in events if e.type == "agent.started"]
+    finished = [e.data for e in events if e.type == "agent.finished"]
+    return {
+        "run": state,
+        "transcript": started[-1].get("transcript") if started else None,
+        "spend": finished[-1].get("spend") if finished else None,
+        "agent": finished[-1] if finished else None,
+    }
+
+
+def _require_file(path: Path, what: str) -> None:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file; pass {what}.")
+
+
+@run_app.command("task")
+def run_task(
+    task: Annotated[str, typer.Option("--task", help="What to implement or fix, in words.")],
+    repo: RepoOpt = Path("."),
+    title: Annotated[str, typer.Option("--title", help="One line for the change.")] = "",
+    change_type: Annotated[
+        ChangeType, typer.Option("--type", help="Declared change type (checked against the diff).")
+    ] = ChangeType.FEATURE,
+    model: ModelOpt = None,
+    index_url: IndexOpt = None,
+    requested_by: AsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """An agent implements the task in a sandbox; the gates verify it; the policy decides."""
+    _agent_run(
+        "task", json_out, repo=repo, title=title or task.splitlines()[0][:72],
+        params={"task": task}, change_type=change_type, model=model, index_url=index_url,
+        requested_by=requested_by,
+    )  # fmt: skip
+
+
+@run_app.command("fix-tests")
+def run_fix_tests(
+    repo: RepoOpt = Path("."),
+    tests: Annotated[
+        list[str] | None, typer.Option("--test", help="Only failing tests whose id contains this.")
+    ] = None,
+    model: ModelOpt = None,
+    index_url: IndexOpt = None,
+    requested_by: AsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """An agent makes the base's failing tests pass without weakening them."""
+    _agent_run(
+        "fix-tests", json_out, repo=repo, title="Fix failing tests", params={"tests": tests or []},
+        change_type=ChangeType.BUGFIX, model=model, index_url=index_url,
+        requested_by=requested_by,
+    )  # fmt: skip
+
+
+@run_app.command("lint-fix")
+def run_lint_fix(
+    repo: RepoOpt = Path("."),
+    model: ModelOpt = None,
+    index_url: IndexOpt = None,
+    requested_by: AsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """ruff's automatic fixes, then an agent (when a model is configured) for what is left."""
+    _agent_run(
+        "lint-fix", json_out, repo=repo, title="Fix lint findings", params={},
+        change_type=ChangeType.FORMATTING, model=model, index_url=index_url,
+        requested_by=requested_by,
+    )  # fmt: skip
+
+
+@run_app.command("ci-fix")
+def run_ci_fix(
+    log: Annotated[Path, typer.Option("--log", help="The failing check's log file.")],
+    repo: RepoOpt = Path("."),
+    model: ModelOpt = None,
+    index_url: IndexOpt = None,
+    requested_by: AsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """An agent fixes the cause of a failing CI check from its log (at most 2 fix cycles)."""
+    guard(lambda: _require_file(log, "the failing check's log"))
+    _agent_run(
+        "ci-fix", json_out, repo=repo, title=f"Fix the check failing in {log.name}",
+        params={"log": str(log.resolve())}, change_type=ChangeType.BUGFIX, model=model,
+        index_url=index_url, requested_by=requested_by,
+    )  # fmt: skip
+
+
 @app.command()
 def submit(
     patch: Annotated[Path, typer.Option("--patch", help="Unified diff to apply.")],

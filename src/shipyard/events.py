@@ -36,6 +36,11 @@ class EventType(StrEnum):
     RUN_HALTED = "run.halted"  # reason
     RUN_FAILED = "run.failed"  # error
     RUN_NOOP = "run.noop"  # reason: there was nothing to change
+    AGENT_STARTED = "agent.started"  # provider, model, tools, context sections, budget
+    AGENT_STEP = "agent.step"  # step, model, usage, cost_usd, tool_calls, spend: the live spend
+    AGENT_TOOL = "agent.tool"  # step, tool, ok, summary: one tool call and what it gave
+    AGENT_COMPACTED = "agent.compacted"  # replaced, tokens_before, tokens_after, fallback
+    AGENT_FINISHED = "agent.finished"  # finished, reason, summary, spend
     ROLLOUT_STARTED = "rollout.started"  # target, commit, previous_commit, merged_at, config
     ROLLOUT_BASELINE = "rollout.baseline"  # value, start, end, source
     ROLLOUT_STAGE = "rollout.stage"  # stage, percent, ok, detail, seconds, at

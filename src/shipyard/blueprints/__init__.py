@@ -10,6 +10,10 @@ from shipyard.errors import BlueprintError
 BLUEPRINTS = {
     "deps": "shipyard.blueprints.deps:DEPS",
     "submit": "shipyard.blueprints.submit:SUBMIT",
+    "task": "shipyard.blueprints.task:TASK",
+    "fix-tests": "shipyard.blueprints.task:FIX_TESTS",
+    "lint-fix": "shipyard.blueprints.task:LINT_FIX",
+    "ci-fix": "shipyard.blueprints.task:CI_FIX",
 }
 
 
