@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from shipyard.agent.render import agent_line
 from shipyard.errors import ShipyardError
 from shipyard.events import Event, EventType, RunState, in_gate_order
 from shipyard.rollout.render import describe_rollout
@@ -85,6 +86,10 @@ class Progress:
             self.out.print(
                 f"    gate {gate} ({phase}): {_mark(data)} {data.get('summary', '')}{cached}"
             )
+        elif type_.startswith("agent."):
+            line = agent_line(type_, data)
+            if line:
+                self.out.print(f"    {line}")
         elif type_ == EventType.DECISION_MADE.value:
             action = data["action"]
             style = {"MERGE": "green", "REVIEW": "yellow", "HALT": "red"}.get(action, "cyan")
@@ -207,6 +212,8 @@ def _detail(event: Event) -> str:
     d = event.data
     if event.type.startswith("rollout."):
         return describe_rollout(event.type, d)
+    if event.type.startswith("agent."):
+        return agent_line(event.type, d).strip()
     if event.type == EventType.DECISION_MADE.value:
         return str(d["action"]) + "".join(f"\n- {r['message']}" for r in d.get("reasons", []))
     if event.type == EventType.GATE_FINISHED.value:

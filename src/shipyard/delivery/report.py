@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.text import Text
 
+from shipyard.agent.render import agent_line
 from shipyard.blueprints.engine import RunContext
 from shipyard.events import Event, EventType, in_gate_order
 from shipyard.rollout.plan import progress
@@ -155,8 +156,11 @@ class _Missing(dict[str, object]):
 
 def _detail(event: Event) -> str:
     d = event.data
-    if event.type.startswith("rollout."):
-        return Text.from_markup(describe_rollout(event.type, d)).plain.replace("|", "\\|")[:160]
+    if event.type.startswith(("rollout.", "agent.")):
+        line = (describe_rollout if event.type.startswith("rollout.") else agent_line)(
+            event.type, d
+        )
+        return Text.from_markup(line.strip()).plain.replace("|", "\\|")[:160]
     for key in ("summary", "message", "node", "reason", "error", "action", "branch", "note"):
         if d.get(key):
             return str(d[key]).replace("|", "\\|").replace("\n", " ")[:160]
