@@ -6,7 +6,8 @@ network.
 2. `shipyard submit` of a patch touching src/auth/ halts on the forbidden-path guardrail.
 3. `shipyard submit` of a patch that "fixes" the pricing tests by skipping one and emptying another
    halts on the test-integrity gate, although the pass rate would allow it.
-4. `shipyard submit` of a small feature waits for review; `shipyard review approve` merges it.
+4. `shipyard run task`: a coding agent (its model played by the replay server) implements a small
+   feature in the sandbox; it waits for review, and `shipyard review approve` merges it.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scenario import PATCHES, branches, build_index, make_repo
+from shipyard.agent.replay import ReplayServer
 from shipyard.deps.localindex import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "demo"
+AGENTS = ROOT / "examples" / "agents"
 console = Console(highlight=False)
 
 
@@ -51,7 +54,9 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     repo = make_repo(WORK / "repo")
     index_dir = build_index(ROOT / "build" / "example-index")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "SHIPYARD_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "SHIPYARD_", "OPENAI_"))
+    }
     env["SHIPYARD_HOME"] = str(WORK / "home")
     env["COLUMNS"] = env.get("COLUMNS", "120")
     console.rule("[bold]shipyard demo")
@@ -71,11 +76,15 @@ def main() -> None:
             "--type", "bugfix", "--title", "Make the pricing tests pass", "--as", "coding-agent",
             *url, env=env,
         )  # fmt: skip
-        shipyard(
-            "submit", "--repo", str(repo), "--patch", str(PATCHES / "feature-low-stock.patch"),
-            "--type", "feature", "--title", "Report items that are low on stock", "--as", "coding-agent",
-            *url, env=env,
-        )  # fmt: skip
+        # A coding agent implements a feature; the replay server plays its model (no model needed).
+        with ReplayServer(AGENTS / "low-stock.json") as model:
+            shipyard(
+                "run", "task", "--repo", str(repo),
+                "--title", "Report items that are low on stock", "--as", "coding-agent",
+                "--task", "Add Stock.low_stock(threshold=5): the (SKU, quantity) of every item "
+                "with fewer units than the threshold, fewest first, with a test.",
+                *url, env={**env, "OPENAI_BASE_URL": model.url},
+            )  # fmt: skip
     shipyard("review", "list", env=env)
     waiting = json.loads(shipyard("review", "list", "--json", env=env, quiet=True))
     for run in waiting:

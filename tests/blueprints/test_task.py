@@ -22,7 +22,7 @@ from shipyard.deps.localindex import serve
 pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("e2e")]
 
 SHIPYARD = str(Path(sys.executable).with_name("shipyard"))
-FIXTURES = Path(__file__).parent / "fixtures"
+LOW_STOCK = EXAMPLES / "agents" / "low-stock.json"
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_the_task_blueprint_implements_a_feature_that_waits_for_review(
 ) -> None:
     repo = make_repo(tmp_path / "repo")
     home = tmp_path / "home"
-    with ReplayServer(FIXTURES / "task_low_stock.json") as model:
+    with ReplayServer(LOW_STOCK) as model:
         done = cli(
             home, model.url, "run", "task", "--repo", str(repo), "--model", "replay-model",
             "--task", "Add Stock.low_stock(threshold=5): items with fewer units, fewest first.",
