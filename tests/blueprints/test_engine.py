@@ -87,5 +87,10 @@ def test_a_bug_is_recorded_and_then_raised(store: Store, tmp_path: Path) -> None
 def test_blueprint_registry() -> None:
     assert get_blueprint("deps").name == "deps"
     assert get_blueprint("submit").name == "submit"
-    with pytest.raises(BlueprintError, match="Valid blueprints: deps, submit"):
+    for agent in ("task", "fix-tests", "lint-fix", "ci-fix"):
+        blueprint = get_blueprint(agent)
+        assert blueprint.name == agent
+        assert [s.kind for s in blueprint.steps if s.name == "agent"] == ["agent"]
+    valid = "Valid blueprints: ci-fix, deps, fix-tests, lint-fix, submit, task"
+    with pytest.raises(BlueprintError, match=valid):
         get_blueprint("nope")
