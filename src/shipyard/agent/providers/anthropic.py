@@ -21,12 +21,7 @@ from shipyard.agent.messages import Completion, Message, ToolCall, ToolSpec, Usa
 from shipyard.agent.pricing import cost
 from shipyard.agent.providers.base import (
     Endpoint,
-    ProviderError,
-    connection_error,
-    safe_message,
-    server_message,
-    status_error,
-    timeout_error,
+    sdk_errors,
 )
 
 _EMPTY = "(empty)"
@@ -100,22 +95,10 @@ class AnthropicProvider:
         self._client.close()
 
     def _call(self, request: dict[str, Any], model: str) -> WireMessage:
-        try:
+        with sdk_errors(anthropic, anthropic.AnthropicError, self.name, self.endpoint, model):
             # ``**request`` hides the overloads (stream or not) from mypy; this is the non-streaming one.
             return cast(WireMessage, self._client.messages.create(**request))
-        except anthropic.APITimeoutError as exc:
-            raise timeout_error(self.name, endpoint=self.endpoint) from exc
-        except anthropic.APIConnectionError as exc:
-            detail = str(exc.__cause__ or exc.message)
-            raise connection_error(self.name, detail, endpoint=self.endpoint) from exc
-        except anthropic.APIStatusError as exc:
-            said = server_message(exc.body, exc.message)
-            raise status_error(
-                self.name, exc.status_code, said, endpoint=self.endpoint, model=model
-            ) from exc
-        except anthropic.AnthropicError as exc:
-            text = f"The anthropic client failed for model {model!r}: {exc}"
-            raise ProviderError(safe_message(text, self.endpoint)) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def to_wire(messages: Sequence[Message]) -> list[dict[str, Any]]:

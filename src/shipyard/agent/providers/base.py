@@ -8,10 +8,12 @@ the API key never appears in it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -178,3 +180,23 @@ def get_provider(config: AgentConfig, *, environ: Mapping[str, str] | None = Non
     so its own lookups of ``OPENAI_BASE_URL`` and the like never override them."""
     factory = provider_class(config.provider)
     return factory(resolve_endpoint(config, os.environ if environ is None else environ))
+
+
+@contextlib.contextmanager
+def sdk_errors(sdk: ModuleType, base: type[Exception], provider: str, endpoint: Endpoint,
+               model: str) -> Iterator[None]:  # fmt: skip
+    """Turn an SDK's errors into ProviderErrors saying what to check. The openai and anthropic SDKs
+    share these exception names (``sdk`` is the module, ``base`` its root exception)."""
+    try:
+        yield
+    except sdk.APITimeoutError as exc:
+        raise timeout_error(provider, endpoint=endpoint) from exc
+    except sdk.APIConnectionError as exc:
+        detail = str(exc.__cause__ or exc.message)
+        raise connection_error(provider, detail, endpoint=endpoint) from exc
+    except sdk.APIStatusError as exc:
+        said = server_message(exc.body, exc.message)
+        raise status_error(provider, exc.status_code, said, endpoint=endpoint, model=model) from exc
+    except base as exc:
+        text = f"The {provider} client failed for model {model!r}: {exc}"
+        raise ProviderError(safe_message(text, endpoint)) from exc

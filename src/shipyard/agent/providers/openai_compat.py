@@ -22,11 +22,8 @@ from shipyard.agent.pricing import cost
 from shipyard.agent.providers.base import (
     Endpoint,
     ProviderError,
-    connection_error,
     safe_message,
-    server_message,
-    status_error,
-    timeout_error,
+    sdk_errors,
 )
 
 log = logging.getLogger(__name__)
@@ -102,22 +99,10 @@ class OpenAIProvider:
         self._client.close()
 
     def _call(self, request: dict[str, Any], model: str) -> ChatCompletion:
-        try:
+        with sdk_errors(openai, openai.OpenAIError, self.name, self.endpoint, model):
             # ``**request`` hides the overloads (stream or not) from mypy; this is the non-streaming one.
             return cast(ChatCompletion, self._client.chat.completions.create(**request))
-        except openai.APITimeoutError as exc:
-            raise timeout_error(self.name, endpoint=self.endpoint) from exc
-        except openai.APIConnectionError as exc:
-            detail = str(exc.__cause__ or exc.message)
-            raise connection_error(self.name, detail, endpoint=self.endpoint) from exc
-        except openai.APIStatusError as exc:
-            said = server_message(exc.body, exc.message)
-            raise status_error(
-                self.name, exc.status_code, said, endpoint=self.endpoint, model=model
-            ) from exc
-        except openai.OpenAIError as exc:
-            text = f"The openai client failed for model {model!r}: {exc}"
-            raise ProviderError(safe_message(text, self.endpoint)) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def output_limit_field(base_url: str) -> str:
