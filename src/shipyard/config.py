@@ -10,9 +10,17 @@ import tomllib
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shipyard.errors import ConfigError, format_validation_error
 
@@ -271,6 +279,51 @@ class PriceConfig(_Section):
     """Cached input, when the provider reports it; the input price otherwise."""
 
 
+McpServerName = Annotated[
+    str, StringConstraints(max_length=32, pattern=r"^[A-Za-z0-9]+([_-][A-Za-z0-9]+)*$")
+]
+"""A server's name: letters and digits, single ``-`` or ``_`` between (its tools are ``<name>__<tool>``)."""
+MCP_CAPABILITIES = ("read", "write", "execute")
+"""What an MCP server's tools may be declared to do (``network`` is refused: no egress for them yet)."""
+
+
+class McpServerConfig(_Section):
+    """An MCP server whose tools the agent may use; it runs inside the run's sandbox, over stdio.
+
+    The server runs while the agent works, with no network, the workspace mounted (read-only unless
+    ``capabilities`` has ``write``) and shipyard's own environment at ``/opt/shipyard/tools`` (its
+    ``bin/python`` has the ``mcp`` package). Its tools are named ``<server>__<tool>`` and are granted
+    only to blueprints whose own tools already have every capability listed here.
+    """
+
+    command: list[str] = Field(min_length=1)
+    """The server's argv inside the sandbox, e.g. ``["/opt/shipyard/tools/bin/python", "-m", "x"]``
+    or ``["/workspace/tools/mcp_server"]``."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra variables for the server, taken literally (they are recorded: never put secrets here)."""
+    capabilities: list[str]
+    """What its tools do, from ``read``, ``write``, ``execute``."""
+    tools: list[str] | None = None
+    """The server's tools to offer, by its own names; unset offers them all."""
+    timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """How long one tool call may take."""
+    startup_seconds: float = Field(default=20.0, gt=0, le=600)
+    """How long the server may take to start and list its tools."""
+
+    @field_validator("capabilities")
+    @classmethod
+    def _known_capabilities(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item == "network":
+                raise ValueError(
+                    "'network' is not available to MCP servers: they run without network, and "
+                    "egress for them is not supported yet; remove it"
+                )
+            if item not in MCP_CAPABILITIES:
+                raise ValueError(f"unknown capability {item!r}; use {', '.join(MCP_CAPABILITIES)}")
+        return value
+
+
 class AgentConfig(_Section):
     """The model an agent blueprint uses, and what it may spend."""
 
@@ -308,6 +361,8 @@ class AgentConfig(_Section):
     """Rounds of formatting and linting whose remaining errors go back to the agent."""
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     """Price per model name, for the money budget and the spend shown."""
+    mcp: dict[McpServerName, McpServerConfig] = Field(default_factory=dict)
+    """MCP servers by name (``[agent.mcp.<name>]``), their tools offered to the agent."""
 
     def model_for(self, blueprint: str) -> str:
         return self.models.get(blueprint, self.model)
