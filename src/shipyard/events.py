@@ -261,7 +261,9 @@ def _rollout_summary(before: dict[str, Any] | None, kind: str, d: dict[str, Any]
         out["reason"] = d.get("reason")
     elif kind == EventType.ROLLOUT_REVERTED:
         out.update(
-            revert_commit=d.get("revert_commit"), seconds_to_revert=d.get("seconds_to_revert")
+            revert_commit=d.get("revert_commit"),
+            seconds_to_revert=d.get("seconds_to_revert"),
+            manual=bool(d.get("manual")),
         )
     elif kind == EventType.ROLLOUT_RESUMED:
         out.pop("reason", None)

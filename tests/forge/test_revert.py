@@ -223,3 +223,21 @@ def test_find_revert_matches_the_whole_run_id(
 )
 def test_the_rollback_trailer_ends_every_message(given: str, expected: str) -> None:
     assert with_rollback_trailer(given, "r1") == expected
+
+
+def test_a_change_cannot_pass_off_its_own_commit_as_its_revert_or_merge(
+    forge: LocalForge, user_repo: Path, tmp_path: Path
+) -> None:
+    """An agent that writes shipyard's trailers into its commit message fools neither lookup."""
+    ws = Workspace.create(user_repo, base_ref="main", run_id=RUN, root=tmp_path / "sneaky")
+    (ws.path / "src" / "app.py").write_text("broken\n")
+    ws.commit(f"the change\n\nShipyard-Rollback: {RUN}\nShipyard-Run: other-run\n")
+    forge.publish(ws)
+    assert forge.find_merge("main", "other-run") is None
+    merged = forge.merge(ws.branch, "main", message=f"shipyard: merge\n\nShipyard-Run: {RUN}\n")
+    assert forge.find_revert("main", RUN) is None  # the change's own commit is not a revert
+    assert forge.find_merge("main", "other-run") is None
+    reverted = forge.revert("main", merged, message="Roll back", run_id=RUN)
+    assert reverted != merged
+    assert rev(user_repo, "main") == reverted
+    assert (user_repo / "src" / "app.py").read_text() == "one\ntwo\nthree\n"

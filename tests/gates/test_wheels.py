@@ -108,3 +108,24 @@ def test_a_conflict_is_not_cached(tmp_path: Path, url: str) -> None:
                          cache_dir=cache)  # fmt: skip
     assert entry_inodes(cache) == set()
     assert not (cache / "wheelhouses").exists() or not any((cache / "wheelhouses").iterdir())
+
+
+@pytest.mark.parametrize(
+    "requirements",
+    [
+        "--find-links wheels\ninternal==1.0\n",
+        "-f ./vendor\ninternal==1.0\n",
+        "./vendor/internal-1.0-py3-none-any.whl\n",
+        "internal @ file:///tmp/internal-1.0-py3-none-any.whl\n",
+    ],
+)
+def test_wheels_from_the_tree_are_never_cached(tmp_path: Path, requirements: str) -> None:
+    """Two trees with the same requirement text but different local wheels must not share a
+    wheelhouse: the key would hide the difference, and one tree could feed the other's gates."""
+    tree = tree_with(tmp_path / "t", requirements)
+    assert wheelhouse_key(tree, FILES, [], "http://x/simple/") is None
+
+
+def test_remote_find_links_are_still_cached(tmp_path: Path) -> None:
+    tree = tree_with(tmp_path / "t", "--find-links https://wheels.example/\nslugkit==1.0.0\n")
+    assert wheelhouse_key(tree, FILES, [], "http://x/simple/") is not None

@@ -114,6 +114,7 @@ def test_the_command_gets_the_stage_and_nothing_else_of_the_hosts_environment(
         "SHIPYARD_STAGE": "2",
         "SHIPYARD_PERCENT": "12.5",
         "SHIPYARD_ACTION": "deploy",
+        "SHIPYARD_IDEMPOTENCY_KEY": "run-7:deploy:2",
     }
     assert got["cwd"] == str(repo)
     assert got["stdin"] == ""  # stdin is at end-of-file: a prompt cannot hang the rollout

@@ -240,3 +240,62 @@ def test_an_unset_threshold_comes_from_the_policy_before_the_merge(setup: Setup)
     )
     git("commit", "-qam", "stricter", cwd=setup.repo)
     assert config_at(setup.repo, "HEAD").threshold_points == 0.5
+
+
+def test_the_hooks_run_as_committed_before_the_merge_not_as_the_change_left_them(
+    setup: Setup,
+) -> None:
+    """A change that rewrites the health script it is judged by still gets the old script."""
+    (setup.repo / "health.sh").write_text("#!/bin/sh\necho 0.5\n")
+    (setup.repo / "health.sh").chmod(0o755)
+    git("add", "-A", cwd=setup.repo)
+    git("commit", "-qm", "a health script", cwd=setup.repo)
+    config = setup.config.model_copy(
+        update={"health": setup.config.health.model_copy(update={"command": ["./health.sh"]})}
+    )
+    setup.config = config
+    git("checkout", "-q", "-b", "change", cwd=setup.repo)
+    (setup.repo / "health.sh").write_text("#!/bin/sh\necho 0\n")  # hides any breach
+    (setup.repo / "app.py").write_text("VERSION = 'broken'\n")
+    git("commit", "-qam", "break it, hide it", cwd=setup.repo)
+    git("checkout", "-q", "main", cwd=setup.repo)
+    git("merge", "-q", "--no-ff", "-m", "merge", "change", cwd=setup.repo)
+    run_id = setup.store.create_run(Task(blueprint="submit", repo=str(setup.repo)))
+    merge = rev(setup.repo, "main")
+    setup.store.append(run_id, EventType.DELIVERY_MERGED, {"target": "main", "commit": merge})
+    setup.store.append(run_id, EventType.ROLLOUT_STARTED, {
+        "target": "main", "commit": merge, "previous_commit": rev(setup.repo, "main^1"),
+        "merged_at": setup.clock.now, "config": config.model_dump(mode="json"),
+    })  # fmt: skip
+    assert (setup.repo / "health.sh").read_text() == "#!/bin/sh\necho 0\n"  # the checkout has it
+    setup.runner.advance(run_id)
+    baseline = [e.data for e in setup.store.events(run_id) if e.type == "rollout.baseline"]
+    assert baseline[0]["value"] == 0.5  # the script from before the merge answered
+
+
+def test_a_stage_never_widens_while_the_signal_breaches(setup: Setup) -> None:
+    setup.config = setup.config.model_copy(update={"consecutive_breaches": 2})
+    run_id = setup.merged_run()
+    setup.health(0.5)
+    setup.runner.advance(run_id)  # baseline 0.5, stage 1, a healthy first reading
+    setup.health(3.0)
+    setup.clock.now += 30  # the stage's hold is over, but the last reading breaches
+    setup.runner.advance(run_id)
+    stages = [e.data["stage"] for e in setup.store.events(run_id) if e.type == "rollout.stage"]
+    assert stages == [1]
+    setup.clock.now += 10
+    assert setup.runner.advance(run_id).status is RunStatus.ROLLED_BACK
+
+
+def test_a_persons_rollback_counts_as_a_defect_but_not_in_the_time_to_recover(
+    setup: Setup,
+) -> None:
+    from shipyard.rollout.stats import rollout_stats
+
+    run_id = setup.merged_run()
+    setup.health(0.5)
+    setup.runner.advance(run_id)
+    setup.runner.revert_now(run_id, by="ana", reason="customers complain")
+    stats = rollout_stats([setup.store.state(run_id)])
+    assert stats.rolled_back == 1
+    assert stats.mttr_seconds is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def config_hash(*parts: Any) -> str:
 def record_commit(ctx: RunContext, message: str) -> str:
     """Commit the workspace's change on the run branch and record it."""
     workspace: Workspace = ctx.values["workspace"]
-    commit = workspace.commit(message)
+    commit = workspace.commit(without_trailers(message))
     diff = workspace.diff_facts(workspace.base_commit, commit)
     ctx.values.update(commit=commit, diff=diff)
     ctx.emit(
@@ -100,6 +101,17 @@ def record_commit(ctx: RunContext, message: str) -> str:
         f"{workspace.branch}, {resolved.change_type.value}"
     )
     return commit
+
+
+RESERVED_TRAILERS = re.compile(
+    r"^\s*(Shipyard-Run|Shipyard-Rollback)\s*:", re.IGNORECASE | re.MULTILINE
+)
+
+
+def without_trailers(message: str) -> str:
+    """``message`` with shipyard's own trailers defused: they mark merges and reverts, and text a
+    task or an agent wrote must never look like one."""
+    return RESERVED_TRAILERS.sub(lambda m: f"{m.group(1)} (quoted):", message)
 
 
 def classify_change(

@@ -238,10 +238,10 @@ class MergeQueue:
         ctx.emit(
             event, {"target": into, "commit": commit, "branch": branch, "reverified": reverified}
         )
+        if event is EventType.DELIVERY_MERGED:  # before anything else can fail: never unwatched
+            _start_rollout(ctx, into, commit)
         failpoint("merge.after_outcome")
         self.forge.delete_branch(branch)
-        if event is EventType.DELIVERY_MERGED:
-            _start_rollout(ctx, into, commit)
         return Landing(outcome="merged", commit=commit, reverified=reverified)
 
     def _review(

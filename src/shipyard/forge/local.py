@@ -304,13 +304,18 @@ class LocalForge:
         return head  # brought in without a merge commit of its own (a fast-forward)
 
     def _find_trailer(self, target: str, key: str, run_id: str) -> str | None:
-        """The newest commit on ``target`` with the line ``<key>: <run_id>`` in its message."""
+        """The newest commit on ``target``'s first-parent line with ``<key>: <run_id>`` in its message.
+
+        Only the first-parent line: merges and reverts shipyard makes land there, while the commits
+        of a merged branch (whose messages an agent may have written) hang off its second parents,
+        so a change cannot pass off one of its own commits as its merge or its revert.
+        """
         if self.branch_head(target) is None:
             return None
         pattern = f"^{key}: {re.escape(run_id)}$"
         done = self._git(
-            "log", "--format=%H", "--extended-regexp", f"--grep={pattern}", self._ref(target),
-            "--", check=False,
+            "log", "--first-parent", "--format=%H", "--extended-regexp", f"--grep={pattern}",
+            self._ref(target), "--", check=False,
         )  # fmt: skip
         found = done.stdout.split()
         return found[0] if done.returncode == 0 and found else None

@@ -33,6 +33,8 @@ KEY_FORMAT = 1
 """Bumped whenever the way an environment is built changes, so older pool entries are not reused."""
 _INCLUDE = re.compile(r"(?:-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+|(?<=-[rc]))(\S+)")
 _FROM_TREE = ("-e", "--editable", ".", "/", "file:")
+_LINKS = re.compile(r"(?:-f|--find-links)(?:\s*=\s*|\s+|(?<=-f))(\S+)")
+_LOCAL_ARCHIVE = re.compile(r"(^|[\s=@])[^\s:]*\.(whl|zip|tar\.gz|tgz)\b", re.IGNORECASE)
 SANDBOX_ENV = {
     "HOME": "/tmp",
     "LANG": "C.UTF-8",
@@ -209,6 +211,15 @@ def requirement_contents(tree: Path, files: Sequence[str]) -> dict[str, str] | N
             include = _INCLUDE.fullmatch(line)
             if include:
                 pending.append(str(Path(name).parent / include[1]))
-            elif line.startswith(_FROM_TREE) or "@ file:" in line:
+            elif line.startswith(_FROM_TREE) or "@ file:" in line or _local_files(line):
                 return None
     return contents
+
+
+def _local_files(line: str) -> bool:
+    """Whether a requirement line draws on files of the tree: ``--find-links`` to a directory
+    (relative to the requirement file) or a wheel or archive named by its path."""
+    links = _LINKS.match(line)
+    if links:
+        return not links[1].startswith(("http://", "https://"))
+    return bool(_LOCAL_ARCHIVE.search(line)) and "://" not in line

@@ -122,7 +122,13 @@ class StageCall:
             "SHIPYARD_STAGE": str(self.stage),
             "SHIPYARD_PERCENT": f"{self.percent:g}",
             "SHIPYARD_ACTION": self.action,
+            "SHIPYARD_IDEMPOTENCY_KEY": self.idempotency_key,
         }
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same for a step called again after a crash: a receiver treats it as one call."""
+        return f"{self.run_id}:{self.action}:{self.stage}"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -38,6 +38,8 @@ class Progress:
     last_value: float | None = None
     breached_at: float | None = None
     revert_started: bool = False
+    manual: bool = False
+    """The rollback was a person's (``rollout revert``), not a breach the watch saw."""
     revert_commit: str | None = None
     outcome: Outcome | None = None
     reason: str = ""
@@ -119,11 +121,12 @@ def next_step(p: Progress, now: float) -> Step | None:
         return Check()
     held_until = p.stage_started_at + cfg.stage_seconds
     if p.stage < len(cfg.stages):
-        if now >= held_until and p.healthy_since_stage:
+        # Only on a healthy last reading: a stage never widens while the signal is breaching.
+        if now >= held_until and p.healthy_since_stage and p.breaches_in_a_row == 0:
             return Deploy(stage=p.stage + 1, percent=cfg.stages[p.stage])
         return Wait(until=min(next_check, held_until) if now < held_until else next_check)
     watch_until = max(p.merged_at + cfg.watch_seconds, held_until)
-    if now >= watch_until and p.healthy_since_stage:
+    if now >= watch_until and p.healthy_since_stage and p.breaches_in_a_row == 0:
         return Complete()
     return Wait(until=min(next_check, watch_until) if now < watch_until else next_check)
 
@@ -147,17 +150,16 @@ def progress(events: Iterable[Event]) -> Progress | None:
         elif kind == EventType.ROLLOUT_BASELINE:
             p = replace(p, baseline=float(d["value"]))
         elif kind == EventType.ROLLOUT_STAGE and d.get("ok"):
+            # Breaches in a row carry over: a new stage does not forgive the last readings.
             p = replace(
-                p,
-                stage=int(d["stage"]),
-                stage_started_at=float(d["at"]),
-                healthy_since_stage=False,
-                breaches_in_a_row=0,
+                p, stage=int(d["stage"]), stage_started_at=float(d["at"]), healthy_since_stage=False
             )
         elif kind == EventType.ROLLOUT_CHECK:
             p = _checked(p, d)
         elif kind == EventType.ROLLOUT_BREACHED:
-            p = replace(p, revert_started=True, breached_at=float(d["at"]))
+            p = replace(
+                p, revert_started=True, breached_at=float(d["at"]), manual=bool(d.get("manual"))
+            )
         elif kind == EventType.ROLLOUT_REVERTED:
             p = replace(p, outcome="rolled_back", revert_commit=str(d.get("revert_commit") or ""))
         elif kind == EventType.ROLLOUT_COMPLETED:

@@ -51,6 +51,7 @@ from shipyard.rollout.plan import (
     next_step,
     progress,
 )
+from shipyard.rollout.start import trusted_tree
 from shipyard.store import Store
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,11 @@ class RolloutRunner:
                         return Advanced(run_id, state.status, None, _summary(state))
                     if isinstance(step, Wait):
                         return Advanced(run_id, state.status, step.until, _summary(state))
-                    self._do(run_id, state, p, step)
+                    try:
+                        self._do(run_id, state, p, step)
+                    except Exception as exc:  # one broken rollout must not stall the others
+                        log.exception("rollout of run %s failed at %s", run_id, step)
+                        self._stop(run_id, f"the rollout could not go on ({step}): {exc}")
                     steps += 1
                 return Advanced(run_id, self.store.state(run_id).status, self.clock(), "busy")
             finally:
@@ -176,9 +181,19 @@ class RolloutRunner:
             self._emit(run_id, EventType.ROLLOUT_COMPLETED,
                        {"stages": p.stage, "checks": len(p.readings), "at": self.clock()})  # fmt: skip
 
+    def _trusted(self, run_id: str, repo: Path, p: Progress) -> Path:
+        """The target's files before the merge, exported once per rollout: the hooks' working
+        directory, so the programs they name are never the change's own versions."""
+        tree = self.home / "rollouts" / run_id / "tree"
+        done = tree.parent / ".exported"
+        if not done.exists():
+            trusted_tree(repo, p.previous_commit, tree)
+            done.touch()
+        return tree
+
     def _baseline(self, run_id: str, repo: Path, p: Progress, step: Baseline) -> None:
         try:
-            source = health_source(p.config.health, repo=repo)
+            source = health_source(p.config.health, repo=self._trusted(run_id, repo, p))
             value = source.baseline(start=step.start, end=step.end)
         except HealthSourceError as exc:
             self._stop(run_id, f"the baseline could not be measured: {exc}")
@@ -189,7 +204,9 @@ class RolloutRunner:
 
     def _deploy(self, run_id: str, repo: Path, p: Progress, step: Deploy) -> None:
         try:
-            hook = deploy_hook(p.config.deploy, repo=repo, environ=self.environ)
+            hook = deploy_hook(
+                p.config.deploy, repo=self._trusted(run_id, repo, p), environ=self.environ
+            )
         except RolloutError as exc:
             self._stop(run_id, f"stage {step.stage} was not deployed: {exc}")
             return
@@ -205,7 +222,8 @@ class RolloutRunner:
     def _check(self, run_id: str, repo: Path, p: Progress) -> None:
         now = self.clock()
         try:
-            value = health_source(p.config.health, repo=repo).read(now=now)
+            source = health_source(p.config.health, repo=self._trusted(run_id, repo, p))
+            value = source.read(now=now)
         except HealthSourceError as exc:
             self._stop(run_id, f"the health signal could not be read at stage {p.stage} "
                        f"({p.percent:g} %): {exc}")  # fmt: skip
@@ -225,7 +243,9 @@ class RolloutRunner:
         # First take the traffic back (fast), then undo the merge (durable).
         rollback = "no deploy hook called"
         try:
-            hook = deploy_hook(p.config.deploy, repo=repo, environ=self.environ)
+            hook = deploy_hook(
+                p.config.deploy, repo=self._trusted(run_id, repo, p), environ=self.environ
+            )
             result = hook.call(self._call(run_id, repo, p, stage=0, percent=0.0, rollback=True))
             rollback = ("rolled back" if result.ok else "rollback failed") + f": {result.detail}"
         except RolloutError as exc:
@@ -245,6 +265,7 @@ class RolloutRunner:
         seconds = round(self.clock() - breached_at, 3)
         self._emit(run_id, EventType.ROLLOUT_REVERTED,
                    {"revert_commit": revert, "target": p.target, "seconds_to_revert": seconds,
+                    "manual": p.manual,
                     "rollback": rollback, "reason": reason})  # fmt: skip
         self._notify(run_id, repo, p, revert=revert, reason=reason, seconds=seconds)
 
@@ -255,6 +276,9 @@ class RolloutRunner:
         if not url:
             return
         secret = self.environ.get(p.config.deploy.secret_env) or None
+        if secret is None:
+            self._emit(run_id, EventType.LOG, {"message": "the rollback notification is sent "
+                       f"unsigned: set {p.config.deploy.secret_env} to sign it"})  # fmt: skip
         result = notify(url, secret=secret, event="rollout.reverted", payload={
             "run_id": run_id, "repo": str(repo), "target": p.target, "commit": p.commit,
             "revert_commit": revert, "reason": reason, "seconds_to_revert": seconds,
@@ -275,14 +299,19 @@ class RolloutRunner:
 
     def revert_now(self, run_id: str, *, by: str, reason: str) -> RunState:
         """Roll back a rollout under way or stopped, at a person's request."""
-        state = self.store.state(run_id)
-        if state.status not in (RunStatus.ROLLING_OUT, RunStatus.ROLLOUT_STOPPED):
-            raise RolloutError(f"run {run_id} is {state.status.value}; only a rollout under way "
-                               "or stopped can be rolled back.")  # fmt: skip
         with self._lock(run_id) as held:
             if not held:
                 raise RolloutError(f"another runner is advancing run {run_id}; try again shortly.")
+            state = self.store.state(run_id)  # under the lock: a watcher may just have finished it
+            if state.status not in (RunStatus.ROLLING_OUT, RunStatus.ROLLOUT_STOPPED):
+                raise RolloutError(f"run {run_id} is {state.status.value}; only a rollout under "
+                                   "way or stopped can be rolled back.")  # fmt: skip
             p = self.progress_of(run_id)
+            if not p.revert_started:
+                self._emit(run_id, EventType.ROLLOUT_BREACHED,
+                           {"reason": f"{reason} (by {by})", "manual": True, "by": by,
+                            "at": self.clock()})  # fmt: skip
+                p = self.progress_of(run_id)
             self._revert(run_id, Path(str(state.task["repo"])), p, f"{reason} (by {by})")
         return self.store.state(run_id)
 

@@ -8,6 +8,7 @@ edit of ``shipyard.toml`` cannot alter a rollout already under way.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from shipyard.config import (
     load_config_text,
 )
 from shipyard.events import EventType
+from shipyard.gates.harness import export_tree
 from shipyard.gitcmd import git
 from shipyard.policy import load_policy
 
@@ -35,13 +37,22 @@ def config_at(repo: Path, rev: str) -> RolloutConfig:
     loaded = _loaded_at(repo, rev)
     rollout = loaded.config.rollout
     if rollout.threshold_points is None:
-        policy = load_policy(
-            loaded.config.preset, loaded.config.policy_overrides, source=loaded.source_name,
-            base_dir=repo,
-        )  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="shipyard-policy-") as tmp:
+            # A preset file is read as committed at ``rev`` too, never from the working tree.
+            tree = trusted_tree(repo, rev, Path(tmp) / "tree")
+            policy = load_policy(
+                loaded.config.preset, loaded.config.policy_overrides,
+                source=loaded.source_name, base_dir=tree,
+            )  # fmt: skip
         points = policy.post_merge.rollback_error_rate_points
         rollout = rollout.model_copy(update={"threshold_points": points})
     return rollout
+
+
+def trusted_tree(repo: Path, rev: str, dest: Path) -> Path:
+    """``rev``'s committed files in ``dest``: where the owner's hooks and health command run, so
+    ``./ops/deploy.sh`` is the script as it was before the change, not the change's version."""
+    return export_tree(repo, rev, dest)
 
 
 def _loaded_at(repo: Path, rev: str) -> LoadedConfig:
@@ -53,6 +64,13 @@ def _loaded_at(repo: Path, rev: str) -> LoadedConfig:
             if loaded.source is not None or not pyproject:
                 return loaded
     return LoadedConfig(config=ShipyardConfig(), source=None, raw={})
+
+
+def merged_at(repo: Path, commit: str) -> float:
+    """When the merge happened: its committer time (a recovered merge is not dated at recovery)."""
+    shown = git("show", "-s", "--format=%ct", commit, cwd=repo, check=False)
+    text = shown.stdout.strip()
+    return float(text) if shown.returncode == 0 and text.isdigit() else time.time()
 
 
 def begin_if_configured(emit: Emit, *, repo: Path, target: str, commit: str) -> bool:
@@ -67,7 +85,7 @@ def begin_if_configured(emit: Emit, *, repo: Path, target: str, commit: str) -> 
             "target": target,
             "commit": commit,
             "previous_commit": previous,
-            "merged_at": time.time(),
+            "merged_at": merged_at(repo, commit),
             "config": config.model_dump(mode="json"),
         },
     )

@@ -20,7 +20,7 @@ class RolloutStats:
     under_way: int
     stopped: int
     mttr_seconds: float | None
-    """Mean time from breach to the revert landing, over the rolled-back changes."""
+    """Mean time from breach to the revert landing, over changes the watch rolled back."""
     median_ttr_seconds: float | None
 
     @property
@@ -34,10 +34,13 @@ def rollout_stats(states: Iterable[RunState]) -> RolloutStats:
     """Count the rollouts among ``states`` (runs without one are ignored)."""
     with_rollout = [s for s in states if s.rollout is not None]
     by = {status: [s for s in with_rollout if s.status is status] for status in RunStatus}
+    # A person's rollback has no breach to recover from: it counts as a defect, not in the time.
     times = [
         float(s.rollout["seconds_to_revert"])
         for s in by[RunStatus.ROLLED_BACK]
-        if s.rollout and isinstance(s.rollout.get("seconds_to_revert"), int | float)
+        if s.rollout
+        and not s.rollout.get("manual")
+        and isinstance(s.rollout.get("seconds_to_revert"), int | float)
     ]
     return RolloutStats(
         rollouts=len(with_rollout),
