@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,8 @@ NUDGE = (
     "Continue with the tools. When the task is done, call `finish` with a short summary of the "
     "change; if it cannot be done, call `finish` and say why."
 )
+
+SKIPPED_AFTER_FINISH = "not run: `finish` came before this call in the same answer."
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,10 +131,20 @@ class AgentLoop:
                 self._add(Message(role="user", content=NUDGE))
                 continue
             idle = 0
-            for call in reply.tool_calls:
+            # The recorded reply is redacted; the tools run with what the model actually wrote (a
+            # test fixture's fake key must reach the file as written), matched by call id.
+            for n, call in enumerate(_originals(reply.tool_calls, completion.message.tool_calls)):
                 result = self._call(call)
                 if result.finished:
-                    return self._end(True, "finished", summary=result.content)
+                    # Every call needs its answer, or the next pass (lint, fix cycle) sends a
+                    # conversation providers reject; the calls after finish do not run.
+                    for skipped in reply.tool_calls[n + 1 :]:
+                        self._add(Message(role="tool", content=SKIPPED_AFTER_FINISH,
+                                          tool_call_id=skipped.id, name=skipped.name))  # fmt: skip
+                    # The model's own words, not the tool's acknowledgement: they become the
+                    # commit message and the run's record.
+                    summary = str(result.data.get("summary") or result.content)
+                    return self._end(True, "finished", summary=summary)
 
     # -- steps ----------------------------------------------------------------------------------
 
@@ -194,6 +206,11 @@ class AgentLoop:
              "spend": spend.as_event()},
         )  # fmt: skip
         return outcome
+
+
+def _originals(recorded: Sequence[ToolCall], sent: Sequence[ToolCall]) -> list[ToolCall]:
+    by_id = {c.id: c for c in sent}
+    return [by_id.get(c.id, c) for c in recorded]
 
 
 def _brief(arguments: dict[str, Any], limit: int = 300) -> str:
