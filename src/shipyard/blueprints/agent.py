@@ -16,6 +16,7 @@ from pathlib import Path
 from shipyard.agent.budget import Budget
 from shipyard.agent.context.gather import gather_context
 from shipyard.agent.loop import AgentLoop, AgentOutcome
+from shipyard.agent.mcp import McpServers
 from shipyard.agent.prompt import system_prompt
 from shipyard.agent.providers import get_provider
 from shipyard.agent.tools.base import PathGuard, ToolContext, Toolshed
@@ -72,6 +73,13 @@ def start_agent(ctx: RunContext, *, task_text: str, grant: Sequence[str] = WORK_
         repo=str(Path(ctx.task.repo).resolve()),
         budget_tokens=int(config.context_tokens * CONTEXT_SHARE),
     )  # fmt: skip
+    # The repository's MCP servers whose capabilities the grant already has; one that cannot start
+    # fails the run (McpServerError) rather than leaving the agent without its tools.
+    mcp = McpServers.start(config.mcp, workspace=workspace.path, allowed=tools.capabilities)
+    ctx.values["mcp"] = mcp
+    if mcp.skipped:
+        ctx.log(f"MCP servers not granted to {ctx.task.blueprint}: {', '.join(mcp.skipped)}")
+    tools = mcp.grant(tools)
     loop = AgentLoop(
         provider=provider, model=model, tools=tools, ctx=tool_ctx, config=config,
         transcript=Transcript.for_run(ctx.run_dir), budget=Budget(config), emit=ctx.emit,
@@ -80,7 +88,7 @@ def start_agent(ctx: RunContext, *, task_text: str, grant: Sequence[str] = WORK_
     ctx.emit(
         EventType.AGENT_STARTED,
         {
-            "provider": provider.name, "model": model, "tools": list(grant),
+            "provider": provider.name, "model": model, "tools": list(tools.tools),
             "context": gathered.record(), "budget": loop.budget.limits.as_event(),
             "transcript": str(loop.transcript.path),
         },
@@ -89,11 +97,18 @@ def start_agent(ctx: RunContext, *, task_text: str, grant: Sequence[str] = WORK_
         blueprint=ctx.task.blueprint, tools=tools.specs, forbidden=policy.paths.forbidden,
         review=policy.paths.review, context=gathered.render(),
     )  # fmt: skip
-    _after(ctx, loop.start(system, task_text))
+    try:
+        outcome = loop.start(system, task_text)
+    finally:
+        mcp.close()
+    _after(ctx, outcome)
 
 
 def _after(ctx: RunContext, outcome: AgentOutcome) -> None:
     """Keep the outcome; an agent that stopped before finishing gets nothing published."""
+    mcp: McpServers | None = ctx.values.get("mcp")
+    if mcp is not None:
+        mcp.close()  # while the agent waits; each server starts again on its next call
     ctx.values["agent_outcome"] = outcome
     if not outcome.finished:
         workspace: Workspace = ctx.values["workspace"]
@@ -171,20 +186,26 @@ def verify_with_fixes(ctx: RunContext) -> None:
     assert ctx.config is not None
     loop: AgentLoop | None = ctx.values.get("agent")
     cycles = ctx.config.config.agent.fix_cycles
-    previous: tuple[str, ...] | None = None
+    previous: tuple[object, ...] | None = None
     for cycle in range(cycles + 1):
         verify(ctx)
         decision = decide(ctx.values["facts"], ctx.values["policy"])
-        quality = [r for r in decision.reasons if r.rule.startswith("quality.")]
+        quality = [
+            r for r in decision.reasons
+            if r.rule.startswith("quality.") and r.action is Action.HALT
+        ]  # fmt: skip
         if decision.action is not Action.HALT or not quality or loop is None or cycle == cycles:
             return
         failing = tuple(ctx.values["facts"].failing_tests)
-        if previous is not None and failing == previous:
-            ctx.log(f"fix cycle {cycle}: the same tests fail as in the cycle before; no progress")
+        # The same failure is the same failing tests and the same other quality reasons: a halt
+        # on static errors, coverage or integrity has no failing tests, yet may well improve.
+        others = tuple((r.rule, r.message) for r in quality if r.rule != "quality.pass_rate")
+        if previous is not None and (failing, others) == previous:
+            ctx.log(f"fix cycle {cycle}: the gates found the same failures as before; no progress")
             ctx.emit(EventType.LOG, {"message": "no progress: stopping the fix cycles",
                                      "failing": list(failing)})  # fmt: skip
             return
-        previous = failing
+        previous = (failing, others)
         ctx.log(f"fix cycle {cycle + 1} of {cycles}: {quality[0].message[:200]}")
         outcome = loop.continue_with(_failure_report(ctx, [r.message for r in quality]))
         _after(ctx, outcome)
