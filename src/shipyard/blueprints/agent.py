@@ -24,12 +24,10 @@ from shipyard.agent.tools.builtin import builtin_tools
 from shipyard.agent.tools.recall import Recall
 from shipyard.agent.transcript import Transcript
 from shipyard.blueprints.engine import RunContext, StopRun
-from shipyard.blueprints.nodes import record_commit, verify
-from shipyard.config import DEFAULT_INDEX
+from shipyard.blueprints.nodes import harness_for, record_commit, verify
 from shipyard.events import EventType
 from shipyard.gates.base import TOOLS_PYTHON, ChangeView, tools_mount
 from shipyard.gates.environment import SANDBOX_ENV
-from shipyard.gates.harness import Harness
 from shipyard.gitcmd import git
 from shipyard.model import Action, TestReport
 from shipyard.policy import decide
@@ -123,11 +121,11 @@ def commit_agent_change(ctx: RunContext) -> None:
     """Commit what the agent wrote, then format and lint it, handing leftovers back (≤ passes)."""
     workspace: Workspace = ctx.values["workspace"]
     outcome: AgentOutcome = ctx.values["agent_outcome"]
-    if not _dirty(workspace) and "commit" not in ctx.values:
+    if not dirty(workspace) and "commit" not in ctx.values:
         why = outcome.summary or outcome.reason
         raise StopRun(EventType.RUN_NOOP, {"reason": f"the agent changed nothing: {why}"})
     title = ctx.task.title or ctx.task.blueprint
-    if _dirty(workspace):
+    if dirty(workspace):
         record_commit(ctx, f"{title}\n\n{outcome.summary or outcome.reason}")
     _lint_passes(ctx)
 
@@ -138,7 +136,7 @@ def _lint_passes(ctx: RunContext) -> None:
     workspace: Workspace = ctx.values["workspace"]
     for attempt in range(ctx.config.config.agent.lint_passes + 1):
         remaining = format_and_lint(ctx, workspace)
-        if _dirty(workspace):
+        if dirty(workspace):
             record_commit(ctx, "shipyard: format and lint the agent's change")
         if not remaining or attempt == ctx.config.config.agent.lint_passes:
             if remaining:
@@ -150,7 +148,7 @@ def _lint_passes(ctx: RunContext) -> None:
             "`finish`:\n" + "\n".join(remaining[:50])
         )
         _after(ctx, outcome)
-        if _dirty(workspace):
+        if dirty(workspace):
             record_commit(ctx, f"Fix lint findings\n\n{outcome.summary}")
 
 
@@ -160,25 +158,27 @@ def format_and_lint(ctx: RunContext, workspace: Workspace) -> list[str]:
     changed = [p for p in _changed(workspace) if p.endswith(".py")]
     if not changed:
         return []
-    sandbox = get_sandbox("bwrap")
-    limits = Limits(wall_seconds=120.0)
-    ruff = [TOOLS_PYTHON, "-m", "ruff"]
-    for argv in ([*ruff, "format", "--", *changed],
-                 [*ruff, "check", "--fix", "--exit-zero", "--quiet", "--", *changed]):  # fmt: skip
-        sandbox.run(argv, workspace=workspace.path, env=SANDBOX_ENV, mounts=[tools_mount()],
-                    limits=limits)  # fmt: skip
-    done = sandbox.run(
-        [*ruff, "check", "--exit-zero", "--output-format=concise", "--quiet", "--", *changed],
-        workspace=workspace.path, env=SANDBOX_ENV, mounts=[tools_mount()], limits=limits,
-    )  # fmt: skip
+    ruff(workspace, "format", "--", *changed)
+    ruff(workspace, "check", "--fix", "--exit-zero", "--quiet", "--", *changed)
+    left = ruff(workspace, "check", "--exit-zero", "--output-format=concise", "--quiet", "--",
+                *changed)  # fmt: skip
     added = _added_lines(workspace)
     found = []
-    for line in done.stdout.splitlines():
+    for line in left:
         path, _, rest = line.partition(":")
         number = rest.split(":", 1)[0]
         if number.isdigit() and int(number) in added.get(path, set()):
             found.append(line)
     return found
+
+
+def ruff(workspace: Workspace, *args: str, wall_seconds: float = 120.0) -> list[str]:
+    """Run shipyard's own ruff in the sandbox over the workspace; its non-empty output lines."""
+    done = get_sandbox("bwrap").run(
+        [TOOLS_PYTHON, "-m", "ruff", *args], workspace=workspace.path, env=SANDBOX_ENV,
+        mounts=[tools_mount()], limits=Limits(wall_seconds=wall_seconds),
+    )  # fmt: skip
+    return [line for line in done.stdout.splitlines() if line.strip()]
 
 
 def verify_with_fixes(ctx: RunContext) -> None:
@@ -210,7 +210,7 @@ def verify_with_fixes(ctx: RunContext) -> None:
         outcome = loop.continue_with(_failure_report(ctx, [r.message for r in quality]))
         _after(ctx, outcome)
         workspace: Workspace = ctx.values["workspace"]
-        if not _dirty(workspace):
+        if not dirty(workspace):
             ctx.log("the agent changed nothing in the fix cycle")
             return
         record_commit(ctx, f"Fix after the gates (cycle {cycle + 1})\n\n{outcome.summary}")
@@ -235,14 +235,11 @@ def _run_tests(ctx: RunContext, paths: Sequence[str]) -> str:
     assert ctx.config is not None
     workspace: Workspace = ctx.values["workspace"]
     snapshot = _snapshot(workspace.path)
-    index_url = str(ctx.task.params.get("index_url") or ctx.config.config.deps.index_url
-                    or DEFAULT_INDEX)  # fmt: skip
     gates = ctx.config.config.gates
     if paths:
         gates = gates.model_copy(update={"tests": gates.tests.model_copy(
             update={"paths": list(paths)})})  # fmt: skip
-    harness = Harness(sandbox=get_sandbox("bwrap"), config=gates, index_url=index_url,
-                      cache_dir=ctx.home / "cache")  # fmt: skip
+    harness = harness_for(ctx, gates)
     with tempfile.TemporaryDirectory(dir=ctx.run_dir) as scratch:
         measured = harness.measure(workspace.path, snapshot, scratch=Path(scratch), phase="agent")
     return test_summary(measured.tests)
@@ -278,7 +275,8 @@ def _snapshot(worktree: Path) -> str:
                cwd=worktree).stdout.strip()  # fmt: skip
 
 
-def _dirty(workspace: Workspace) -> bool:
+def dirty(workspace: Workspace) -> bool:
+    """Whether the workspace has changes not yet committed, new files included."""
     return bool(git("status", "--porcelain", "--untracked-files=all", cwd=workspace.path).stdout)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.blueprints.engine import RunContext
-from shipyard.config import DEFAULT_INDEX, LoadedConfig, load_config
+from shipyard.config import DEFAULT_INDEX, GatesConfig, LoadedConfig, load_config
 from shipyard.delivery.deliver import deliver_decision
 from shipyard.delivery.report import write_report
 from shipyard.errors import RepositoryError
@@ -152,20 +152,25 @@ def verify(ctx: RunContext) -> None:
     )
 
 
-def measure(
-    ctx: RunContext, repo: Path, base: str, head: str
-) -> tuple[ChangeFacts, TestComparison]:
-    """Run the gates on ``base`` and ``head`` of ``repo``, record them, and build the policy's facts."""
+def harness_for(ctx: RunContext, gates: GatesConfig | None = None) -> Harness:
+    """The run's harness: its gate configuration (or ``gates``), index and shared cache."""
     assert ctx.config is not None
     index_url = str(
         ctx.task.params.get("index_url") or ctx.config.config.deps.index_url or DEFAULT_INDEX
     )
-    harness = Harness(
+    return Harness(
         sandbox=get_sandbox("bwrap"),
-        config=ctx.config.config.gates,
+        config=gates or ctx.config.config.gates,
         index_url=index_url,
         cache_dir=ctx.home / "cache",
     )
+
+
+def measure(
+    ctx: RunContext, repo: Path, base: str, head: str
+) -> tuple[ChangeFacts, TestComparison]:
+    """Run the gates on ``base`` and ``head`` of ``repo``, record them, and build the policy's facts."""
+    harness = harness_for(ctx)
     diff: DiffFacts = ctx.values["diff"]
     files = ctx.values.get("changed_files")
     view = ChangeView.of(

@@ -13,17 +13,22 @@ from shipyard.agent.providers import ProviderError, get_provider
 from shipyard.blueprints.agent import (
     EDIT_TOOLS,
     commit_agent_change,
-    format_and_lint,
+    dirty,
+    ruff,
     start_agent,
     test_summary,
     verify_with_fixes,
 )
 from shipyard.blueprints.engine import Blueprint, RunContext, Step, StopRun
-from shipyard.blueprints.nodes import decide_node, deliver, finish, prepare, record_commit
-from shipyard.config import DEFAULT_INDEX
+from shipyard.blueprints.nodes import (
+    decide_node,
+    deliver,
+    finish,
+    harness_for,
+    prepare,
+    record_commit,
+)
 from shipyard.events import EventType
-from shipyard.gates.harness import Harness
-from shipyard.sandbox import get_sandbox
 from shipyard.workspace import Workspace
 
 LOG_TAIL_CHARS = 12_000
@@ -38,13 +43,8 @@ def agent_task(ctx: RunContext) -> None:
 
 def agent_fix_tests(ctx: RunContext) -> None:
     """Measure the base; the agent makes its failing tests pass without weakening any test."""
-    assert ctx.config is not None
     workspace: Workspace = ctx.values["workspace"]
-    index_url = str(ctx.task.params.get("index_url") or ctx.config.config.deps.index_url
-                    or DEFAULT_INDEX)  # fmt: skip
-    harness = Harness(sandbox=get_sandbox("bwrap"), config=ctx.config.config.gates,
-                      index_url=index_url, cache_dir=ctx.home / "cache")  # fmt: skip
-    measured = harness.measure(workspace.path, workspace.base_commit,
+    measured = harness_for(ctx).measure(workspace.path, workspace.base_commit,
                                scratch=ctx.run_dir / "base-tests", phase="baseline")  # fmt: skip
     wanted = [str(t) for t in ctx.task.params.get("tests", ())]
     failing = [t for t in measured.tests.failed if not wanted or any(w in t for w in wanted)]
@@ -65,7 +65,7 @@ def lint_autofix(ctx: RunContext) -> None:
     """ruff's automatic fixes first (no model); the agent only for what they leave, if configured."""
     workspace: Workspace = ctx.values["workspace"]
     remaining = format_and_lint_all(workspace)
-    if _dirty(workspace):
+    if dirty(workspace):
         record_commit(ctx, "Apply ruff's automatic fixes")
     if not remaining:
         if "commit" not in ctx.values:
@@ -110,25 +110,9 @@ def agent_ci_fix(ctx: RunContext) -> None:
 
 def format_and_lint_all(workspace: Workspace) -> list[str]:
     """``ruff check --fix`` over the whole tree in the sandbox; the findings it could not fix."""
-    from shipyard.gates.base import TOOLS_PYTHON, tools_mount
-    from shipyard.gates.environment import SANDBOX_ENV
-    from shipyard.sandbox.base import Limits
-
-    sandbox = get_sandbox("bwrap")
-    ruff = [TOOLS_PYTHON, "-m", "ruff", "check"]
-    limits = Limits(wall_seconds=300.0)
-    sandbox.run([*ruff, "--fix", "--exit-zero", "--quiet", "."], workspace=workspace.path,
-                env=SANDBOX_ENV, mounts=[tools_mount()], limits=limits)  # fmt: skip
-    done = sandbox.run([*ruff, "--exit-zero", "--output-format=concise", "--quiet", "."],
-                       workspace=workspace.path, env=SANDBOX_ENV, mounts=[tools_mount()],
-                       limits=limits)  # fmt: skip
-    return [line for line in done.stdout.splitlines() if line.strip()]
-
-
-def _dirty(workspace: Workspace) -> bool:
-    from shipyard.gitcmd import git
-
-    return bool(git("status", "--porcelain", "--untracked-files=all", cwd=workspace.path).stdout)
+    ruff(workspace, "check", "--fix", "--exit-zero", "--quiet", ".", wall_seconds=300.0)
+    return ruff(workspace, "check", "--exit-zero", "--output-format=concise", "--quiet", ".",
+                wall_seconds=300.0)  # fmt: skip
 
 
 def _agent_blueprint(name: str, description: str, change: Step) -> Blueprint:
@@ -165,4 +149,4 @@ CI_FIX = _agent_blueprint(
     Step("agent", agent_ci_fix, kind="agent"),
 )  # fmt: skip
 
-__all__ = ["CI_FIX", "FIX_TESTS", "LINT_FIX", "TASK", "format_and_lint"]
+__all__ = ["CI_FIX", "FIX_TESTS", "LINT_FIX", "TASK"]
