@@ -299,3 +299,20 @@ def test_a_persons_rollback_counts_as_a_defect_but_not_in_the_time_to_recover(
     stats = rollout_stats([setup.store.state(run_id)])
     assert stats.rolled_back == 1
     assert stats.mttr_seconds is None
+
+
+def test_a_preset_file_is_read_as_committed_not_from_the_working_tree(setup: Setup) -> None:
+    (setup.repo / "policies").mkdir()
+    (setup.repo / "policies" / "team.toml").write_text(
+        "[post_merge]\nrollback_error_rate_points = 3.0\n"
+    )
+    (setup.repo / "shipyard.toml").write_text(
+        '[policy]\npreset = "policies/team.toml"\n'
+        '[rollout]\nenabled = true\n[rollout.health]\ncommand = ["true"]\n'
+    )
+    git("add", "-A", cwd=setup.repo)
+    git("commit", "-qm", "team policy", cwd=setup.repo)
+    (setup.repo / "policies" / "team.toml").write_text(  # a later edit, not committed
+        "[post_merge]\nrollback_error_rate_points = 50.0\n"
+    )
+    assert config_at(setup.repo, "HEAD").threshold_points == 3.0

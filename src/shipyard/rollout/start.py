@@ -37,13 +37,15 @@ def config_at(repo: Path, rev: str) -> RolloutConfig:
     loaded = _loaded_at(repo, rev)
     rollout = loaded.config.rollout
     if rollout.threshold_points is None:
+        config = loaded.config
         with tempfile.TemporaryDirectory(prefix="shipyard-policy-") as tmp:
-            # A preset file is read as committed at ``rev`` too, never from the working tree.
-            tree = trusted_tree(repo, rev, Path(tmp) / "tree")
+            # A preset file is read as committed at ``rev`` too, never from the working tree; a
+            # built-in preset needs no files at all.
+            from_file = config.preset.endswith(".toml")
+            base = trusted_tree(repo, rev, Path(tmp) / "tree") if from_file else Path(tmp)
             policy = load_policy(
-                loaded.config.preset, loaded.config.policy_overrides,
-                source=loaded.source_name, base_dir=tree,
-            )  # fmt: skip
+                config.preset, config.policy_overrides, source=loaded.source_name, base_dir=base
+            )
         points = policy.post_merge.rollback_error_rate_points
         rollout = rollout.model_copy(update={"threshold_points": points})
     return rollout
