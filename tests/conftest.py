@@ -1,10 +1,13 @@
-"""Shared test fixtures: the example package index and markers for real parts that may be missing."""
+"""Shared test fixtures: the example package index, the CLI as a user runs it, and markers for real
+parts that may be missing."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -27,3 +30,32 @@ def example_index() -> Path:
     from scenario import build_index
 
     return build_index(ROOT / "build" / "example-index")
+
+
+@pytest.fixture(scope="module")
+def index_url() -> Iterator[str]:
+    """The example index served over HTTP on 127.0.0.1 for a test module."""
+    from shipyard.deps.localindex import serve
+
+    with serve(example_index()) as index:
+        yield index.url
+
+
+SHIPYARD = str(Path(sys.executable).with_name("shipyard"))
+
+
+def shipyard_cli(
+    home: Path, *args: str, env: Mapping[str, str] | None = None, ok: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """The real ``shipyard`` command with its own home, none of the host's pip or model settings,
+    and ``env`` added; with ``ok`` it must succeed."""
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "OPENAI_", "ANTHROPIC_"))
+    }
+    clean.update(SHIPYARD_HOME=str(home), COLUMNS="200", **(env or {}))
+    done = subprocess.run(
+        [SHIPYARD, *args], env=clean, capture_output=True, text=True, timeout=600, check=False
+    )
+    if ok:
+        assert done.returncode == 0, done.stdout + done.stderr
+    return done

@@ -5,7 +5,6 @@ The real CLI, git, bubblewrap and gates; the real openai client against the repl
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +24,12 @@ from tests.blueprints.test_agent_runs import (
     published_nothing,
     run,
 )
-from tests.conftest import EXAMPLES, example_index, needs_bwrap
+from tests.conftest import EXAMPLES, needs_bwrap
 
 sys.path.insert(0, str(EXAMPLES))
 from scenario import head, make_repo, show
-from shipyard.deps.localindex import serve
 
 pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("e2e")]
-
-
-@pytest.fixture(scope="module")
-def index_url() -> Iterator[str]:
-    with serve(example_index()) as index:
-        yield index.url
 
 
 NO_RERUNS = "reruns = 0"

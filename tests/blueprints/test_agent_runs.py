@@ -8,10 +8,8 @@ The helpers here run a blueprint through the CLI and collect what it left: its e
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,23 +17,15 @@ from typing import Any
 import pytest
 
 from shipyard.agent.replay import ReplayServer
-from tests.conftest import EXAMPLES, example_index, needs_bwrap
+from tests.conftest import EXAMPLES, needs_bwrap, shipyard_cli
 
 sys.path.insert(0, str(EXAMPLES))
 from scenario import GIT_ENV, branches, head, make_repo, show
-from shipyard.deps.localindex import serve
 
 pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("e2e")]
 
-SHIPYARD = str(Path(sys.executable).with_name("shipyard"))
 FIXTURES = Path(__file__).parent / "fixtures"
 MODEL = ("--model", "replay-model")
-
-
-@pytest.fixture(scope="module")
-def index_url() -> Iterator[str]:
-    with serve(example_index()) as index:
-        yield index.url
 
 
 # -- the repository ---------------------------------------------------------------------------
@@ -123,15 +113,8 @@ class Run:
 
 def shipyard(home: Path, *args: str, model_url: str | None) -> subprocess.CompletedProcess[str]:
     """The CLI with no model variables but ``OPENAI_BASE_URL`` when a replay server is given."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "OPENAI_", "ANTHROPIC_"))
-    }
-    env.update(SHIPYARD_HOME=str(home), COLUMNS="200")
-    if model_url is not None:
-        env["OPENAI_BASE_URL"] = model_url
-    return subprocess.run(
-        [SHIPYARD, *args], env=env, capture_output=True, text=True, timeout=600, check=False
-    )
+    env = {"OPENAI_BASE_URL": model_url} if model_url is not None else {}
+    return shipyard_cli(home, *args, env=env, ok=False)
 
 
 def run(home: Path, *args: str, model_url: str | None) -> Run:

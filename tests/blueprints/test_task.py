@@ -4,39 +4,25 @@ against the replay server playing a scripted model."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shipyard.agent.replay import ReplayServer
-from tests.conftest import EXAMPLES, example_index, needs_bwrap
+from tests.conftest import EXAMPLES, needs_bwrap, shipyard_cli
 
 sys.path.insert(0, str(EXAMPLES))
 from scenario import branches, head, make_repo, show
-from shipyard.deps.localindex import serve
 
 pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("e2e")]
 
-SHIPYARD = str(Path(sys.executable).with_name("shipyard"))
 LOW_STOCK = EXAMPLES / "agents" / "low-stock.json"
 
 
-@pytest.fixture(scope="module")
-def index_url() -> Iterator[str]:
-    with serve(example_index()) as index:
-        yield index.url
-
-
 def cli(home: Path, model_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "OPENAI_"))}
-    env.update(SHIPYARD_HOME=str(home), COLUMNS="200", OPENAI_BASE_URL=model_url)
-    return subprocess.run(
-        [SHIPYARD, *args], env=env, capture_output=True, text=True, timeout=600, check=False
-    )
+    return shipyard_cli(home, *args, env={"OPENAI_BASE_URL": model_url}, ok=False)
 
 
 def test_the_task_blueprint_implements_a_feature_that_waits_for_review(

@@ -7,25 +7,17 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, example_index, needs_bwrap
+from tests.conftest import EXAMPLES, needs_bwrap
 from tests.e2e.test_demo_flow import SHIPYARD, cli, runs_by_title
 
 sys.path.insert(0, str(EXAMPLES))
 from scenario import GIT_ENV, PATCHES, branches, make_repo, show
-from shipyard.deps.localindex import serve
 
 pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("e2e")]
-
-
-@pytest.fixture(scope="module")
-def index_url() -> Iterator[str]:
-    with serve(example_index()) as index:
-        yield index.url
 
 
 def submit_feature(home: Path, repo: Path, index_url: str) -> str:

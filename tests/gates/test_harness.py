@@ -4,29 +4,21 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shipyard.config import GatesConfig
-from shipyard.deps.localindex import serve
 from shipyard.gates.environment import environment_key
 from shipyard.gates.harness import Harness, export_tree
 from shipyard.gates.tests import compare
 from shipyard.sandbox import BwrapSandbox
-from tests.conftest import EXAMPLES, example_index, needs_bwrap
+from tests.conftest import EXAMPLES, needs_bwrap
 
 sys.path.insert(0, str(EXAMPLES))
 from scenario import _git, make_repo
 
 pytestmark = [needs_bwrap, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def index_url() -> Iterator[str]:
-    with serve(example_index()) as index:
-        yield index.url
 
 
 def commit(repo: Path, message: str) -> str:

@@ -7,20 +7,17 @@ the healthy release keeps it under the threshold, the harmful one pushes it far 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, example_index, needs_bwrap
+from tests.conftest import EXAMPLES, needs_bwrap, shipyard_cli
 from tests.rollout.conftest import ERROR_RATE_QUERY, PrometheusServer
 
 sys.path.insert(0, str(EXAMPLES))
 from scenario import _git, head, make_repo
-from shipyard.deps.localindex import serve
 
 pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("prometheus")]
 
@@ -36,21 +33,8 @@ urllib.request.urlopen({service!r} + f"/set?error_percent={{rate}}").close()
 """
 
 
-@pytest.fixture(scope="module")
-def index_url() -> Iterator[str]:
-    with serve(example_index()) as index:
-        yield index.url
-
-
 def cli(home: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    env.update(SHIPYARD_HOME=str(home), COLUMNS="200")
-    done = subprocess.run(
-        [SHIPYARD, *args], env=env, capture_output=True, text=True, timeout=600, check=False
-    )
-    if ok:
-        assert done.returncode == 0, done.stdout + done.stderr
-    return done
+    return shipyard_cli(home, *args, ok=ok)
 
 
 def repo_with_rollout(tmp_path: Path, rollout: str) -> Path:
