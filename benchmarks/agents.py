@@ -46,8 +46,7 @@ def run_task(app: App, repo: Path, entry: dict[str, str], index_url: str) -> dic
     if state.status is RunStatus.AWAITING_REVIEW:
         state = app.approve(state.run_id, by="benchmark-reviewer", comment="benchmark")
     events = app.store.events(state.run_id)
-    finished = [e.data for e in events if e.type == EventType.AGENT_FINISHED]
-    spend = finished[-1]["spend"] if finished else {}
+    spend = app.agent_record(state.run_id).spend or {}
     created = next(e.at for e in events if e.type == EventType.RUN_CREATED)
     decided = next(e.at for e in events if e.type == EventType.DECISION_MADE)
     return {

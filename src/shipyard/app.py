@@ -10,6 +10,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from unidiff.errors import UnidiffParseError
 from unidiff.patch import PatchSet
@@ -40,6 +41,15 @@ class DepsPlan:
     repo: Path
     updates: list[Update]
     runs: list[RunState] = field(default_factory=list)
+
+
+@dataclass
+class AgentRecord:
+    """A run's agent, as ``run task --json`` shows it (all None when no agent ran)."""
+
+    transcript: str | None
+    spend: dict[str, Any] | None
+    agent: dict[str, Any] | None
 
 
 class App:
@@ -131,6 +141,17 @@ class App:
             requested_by=requested_by or identity(),
         )
         return self.executor.run(task)
+
+    def agent_record(self, run_id: str) -> AgentRecord:
+        """What a run's agent did: its transcript's path, its spend and how it ended."""
+        events = self.store.events(run_id)
+        started = [e.data for e in events if e.type == EventType.AGENT_STARTED]
+        finished = [e.data for e in events if e.type == EventType.AGENT_FINISHED]
+        return AgentRecord(
+            transcript=started[-1].get("transcript") if started else None,
+            spend=finished[-1].get("spend") if finished else None,
+            agent=finished[-1] if finished else None,
+        )
 
     def quarantine(self, *, repo: Path) -> list[QuarantineEntry]:
         """Tests seen flaky in runs on ``repo``, most often seen first."""

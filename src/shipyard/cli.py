@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from shipyard import __version__
-from shipyard.app import App
+from shipyard.app import AgentRecord, App
 from shipyard.cli_policy import policy_app
 from shipyard.cli_rollout import rollout_app
 from shipyard.cli_sandbox import bench_app, sandbox_app
@@ -174,32 +175,19 @@ ModelOpt = Annotated[
 ]
 
 
-def _agent_run(blueprint: str, json_out: bool, **kwargs: object) -> None:
-    def body() -> RunState:
+def _agent_run(blueprint: str, json_out: bool, **kwargs: Any) -> None:
+    def body() -> tuple[RunState, AgentRecord]:
         with _app(json_out) as shipyard:
-            return shipyard.run_agent(blueprint, **kwargs)  # type: ignore[arg-type]
+            state = shipyard.run_agent(blueprint, **kwargs)
+            return state, shipyard.agent_record(state.run_id)
 
-    state = guard(body)
+    state, agent = guard(body)
     if json_out:
-        print_json(_with_agent(state))
+        print_json({"run": state, **asdict(agent)})
         if state.status in FINISHED_BADLY:
             raise typer.Exit(1)
         return
     _finish([state], json_out)
-
-
-def _with_agent(state: RunState) -> dict[str, object]:
-    """The run, with the agent's spend and where its transcript is."""
-    with _app(True, progress=False) as shipyard:
-        events = shipyard.store.events(state.run_id)
-    started = [e.data for e in events if e.type == "agent.started"]
-    finished = [e.data for e in events if e.type == "agent.finished"]
-    return {
-        "run": state,
-        "transcript": started[-1].get("transcript") if started else None,
-        "spend": finished[-1].get("spend") if finished else None,
-        "agent": finished[-1] if finished else None,
-    }
 
 
 def _require_file(path: Path, what: str) -> None:
