@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -84,9 +84,6 @@ class GateContext:
             limits=limits,
             cwd=cwd,
         )
-
-    def with_phase(self, phase: str) -> GateContext:
-        return replace(self, phase=phase)
 
 
 @dataclass(frozen=True, kw_only=True)
