@@ -1,5 +1,76 @@
-"""Executors run blueprints for tasks: in-process by default."""
+"""Executors run blueprints for tasks: in this process (``local``) or on Celery workers (``celery``).
 
-from shipyard.executor.local import EventListener, LocalExecutor
+Both create the run record the same way (``begin_run``). ``submit`` returns the run's id at once and
+executes in the background; ``run`` executes before it returns (the CLI's way).
+"""
 
-__all__ = ["EventListener", "LocalExecutor"]
+from __future__ import annotations
+
+from importlib import import_module
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from shipyard.errors import ConfigError
+from shipyard.events import RunState
+from shipyard.executor.local import EventListener, LocalExecutor, begin_run
+from shipyard.executor.settings import ExecutorSettings
+from shipyard.model import Task
+from shipyard.store import Store
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Executes tasks' blueprints; chosen by name in the settings (``SHIPYARD_EXECUTOR``)."""
+
+    name: str
+
+    def submit(self, task: Task) -> str:
+        """Create the run record and return its id at once; the run executes in the background."""
+        ...
+
+    def run(self, task: Task) -> RunState:
+        """Create the run record, execute it to its end, and return its final state."""
+        ...
+
+
+EXECUTORS = {
+    "local": "shipyard.executor.local:LocalExecutor",
+    "celery": "shipyard.executor.celery:CeleryExecutor",
+}
+
+
+def executor_from_settings(
+    *,
+    store: Store,
+    home: Path,
+    settings: ExecutorSettings | None = None,
+    listener: EventListener | None = None,
+) -> Executor:
+    """The executor the settings name (default: from ``SHIPYARD_*`` variables), imported on use."""
+    chosen = settings or ExecutorSettings.from_env()
+    try:
+        target = EXECUTORS[chosen.executor]
+    except KeyError:
+        valid = ", ".join(sorted(EXECUTORS))
+        raise ConfigError(
+            f"Unknown executor {chosen.executor!r} (SHIPYARD_EXECUTOR). Valid executors: {valid}."
+        ) from None
+    if chosen.executor == "local":
+        return LocalExecutor(
+            store=store, home=home, listener=listener, threads=chosen.local_threads
+        )
+    module, attr = target.split(":")
+    factory = getattr(import_module(module), attr)
+    executor: Executor = factory(store=store, home=home, settings=chosen, listener=listener)
+    return executor
+
+
+__all__ = [
+    "EXECUTORS",
+    "EventListener",
+    "Executor",
+    "ExecutorSettings",
+    "LocalExecutor",
+    "begin_run",
+    "executor_from_settings",
+]
