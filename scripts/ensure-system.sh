@@ -2,7 +2,7 @@
 # Installs the Debian packages shipyard needs when they are missing (bubblewrap for sandboxes, git,
 # ripgrep for the agent's list and search tools, the PostgreSQL and Redis server binaries that the
 # tests gate starts inside sandboxes, and the Prometheus server the rollout health tests run for real;
-# its package's service is not used).
+# its package's service is not used; and Chromium for the dashboard's browser tests).
 set -euo pipefail
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
@@ -11,6 +11,7 @@ command -v rg >/dev/null 2>&1 || missing+=(ripgrep)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${missing[*]}"
 sudo=""
