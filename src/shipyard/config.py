@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from shipyard.deps.rules import DepsConfig
 from shipyard.errors import ConfigError, format_validation_error
 
 CONFIG_FILE = "shipyard.toml"
@@ -148,19 +149,6 @@ class GatesConfig(_Section):
     """Gates run at once on one tree."""
     cache: bool = True
     """Reuse a tree's gate results measured with the same configuration, and resolved wheelhouses."""
-
-
-class DepsConfig(_Section):
-    """The dependency-update blueprint."""
-
-    files: list[str] = Field(default_factory=lambda: ["requirements.txt"])
-    """Requirement files whose ``name==version`` pins are kept up to date."""
-    index_url: str | None = None
-    """Package index (PEP 503/691 simple API). Overridden by ``--index-url``."""
-    update_types: list[str] = Field(default_factory=lambda: ["patch", "minor", "major"])
-    """Which kinds of update to propose."""
-    ignore: list[str] = Field(default_factory=list)
-    """Package names never updated."""
 
 
 class RepoConfig(_Section):
