@@ -89,6 +89,7 @@ def test_types_rates_and_safety_numbers_follow_the_seed_table() -> None:
     assert s is not None
     assert (s.changes, s.merged, s.auto_merged) == (5, 3, 2)
     assert s.gate_halts == 1
+    assert s.review_rate == pytest.approx(1 / 5)
     assert s.post_merge_defects == 1
     assert s.pre_merge_detection == pytest.approx(1 / 2)
     assert s.post_merge_defect_rate == pytest.approx(1 / 3)

@@ -158,6 +158,7 @@ class Summary:
     changes: int
     merged: int
     auto_merged: int
+    reviewed: int
     gate_halts: int
     post_merge_defects: int
     mean_seconds_to_merge: float | None
@@ -170,6 +171,10 @@ class Summary:
     @property
     def auto_merge_rate(self) -> float | None:
         return _rate(self.auto_merged, self.changes)
+
+    @property
+    def review_rate(self) -> float | None:
+        return _rate(self.reviewed, self.changes)
 
     @property
     def pre_merge_detection(self) -> float | None:
@@ -274,6 +279,7 @@ def _summary(records: list[ChangeRecord]) -> Summary:
         changes=sum(r.is_change for r in records),
         merged=sum(r.merged for r in records),
         auto_merged=sum(r.auto_merged for r in records),
+        reviewed=sum(r.action == Action.REVIEW.value for r in records),
         gate_halts=sum(r.gate_halt for r in records),
         post_merge_defects=rollouts.rolled_back,
         mean_seconds_to_merge=statistics.fmean(times) if times else None,
