@@ -92,25 +92,16 @@ class App:
         ``allow_removed_tests`` are fnmatch patterns of test ids the change may remove: those are
         neither failures of the pass rate nor integrity findings.
         """
-        info = inspect_repo(repo)
-        check_patch(patch)
-        ensure_available()
-        task = Task(
-            blueprint="submit",
-            repo=str(info.path),
-            title=title or f"Apply {patch.name}",
-            params={
-                "patch": str(patch.resolve()),
-                "change_type": change_type.value,
-                **({"index_url": index_url} if index_url else {}),
-                **(
-                    {"allow_removed_tests": list(allow_removed_tests)}
-                    if allow_removed_tests
-                    else {}
-                ),
-            },
-            requested_by=requested_by or identity(),
+        task = submit_task(
+            repo=repo,
+            patch=patch,
+            change_type=change_type,
+            title=title,
+            index_url=index_url,
+            requested_by=requested_by,
+            allow_removed_tests=allow_removed_tests,
         )
+        ensure_available()
         return self.executor.run(task)
 
     def run_agent(
@@ -126,20 +117,17 @@ class App:
         requested_by: str | None = None,
     ) -> RunState:
         """Run an agent blueprint (``task``, ``fix-tests``, ``lint-fix``, ``ci-fix``) on ``repo``."""
-        info = inspect_repo(repo)
-        ensure_available()
-        task = Task(
-            blueprint=blueprint,
-            repo=str(info.path),
+        task = agent_task(
+            blueprint,
+            repo=repo,
             title=title,
-            params={
-                **params,
-                "change_type": change_type.value,
-                **({"model": model} if model else {}),
-                **({"index_url": index_url} if index_url else {}),
-            },
-            requested_by=requested_by or identity(),
+            params=params,
+            change_type=change_type,
+            model=model,
+            index_url=index_url,
+            requested_by=requested_by,
         )
+        ensure_available()
         return self.executor.run(task)
 
     def agent_record(self, run_id: str) -> AgentRecord:
@@ -172,22 +160,7 @@ class App:
         plan = self.plan_deps(repo=repo, index_url=index_url)
         if plan.updates:
             ensure_available()
-        for update in plan.updates:
-            task = Task(
-                blueprint="deps",
-                repo=str(plan.repo),
-                title=f"Update {update.name} from {update.current} to {update.new}",
-                params={
-                    "package": update.name,
-                    "current": str(update.current),
-                    "new": str(update.new),
-                    "kind": str(update.kind),
-                    "file": str(update.file),
-                    "change_type": ChangeType.DEPENDENCY_UPDATE.value,
-                    **({"index_url": index_url} if index_url else {}),
-                },
-                requested_by=requested_by or identity(),
-            )
+        for task in deps_tasks(plan, index_url=index_url, requested_by=requested_by):
             plan.runs.append(self.executor.run(task))
         return plan
 
@@ -311,6 +284,93 @@ def check_patch(patch: Path) -> list[str]:
             f"{patch}: contains no file changes. Create it with `git diff` or `diff -u`."
         )
     return [f.path for f in parsed]
+
+
+def submit_task(
+    *,
+    repo: Path,
+    patch: Path,
+    change_type: ChangeType,
+    title: str = "",
+    index_url: str | None = None,
+    requested_by: str | None = None,
+    allow_removed_tests: Sequence[str] = (),
+    source: str = "cli",
+) -> Task:
+    """The task that verifies and delivers ``patch`` on ``repo``; both are checked first."""
+    info = inspect_repo(repo)
+    check_patch(patch)
+    return Task(
+        blueprint="submit",
+        repo=str(info.path),
+        title=title or f"Apply {patch.name}",
+        params={
+            "patch": str(patch.resolve()),
+            "change_type": change_type.value,
+            **({"index_url": index_url} if index_url else {}),
+            **({"allow_removed_tests": list(allow_removed_tests)} if allow_removed_tests else {}),
+        },
+        source=source,
+        requested_by=requested_by or identity(),
+    )
+
+
+def agent_task(
+    blueprint: str,
+    *,
+    repo: Path,
+    title: str,
+    params: dict[str, object],
+    change_type: ChangeType,
+    model: str | None = None,
+    index_url: str | None = None,
+    requested_by: str | None = None,
+    source: str = "cli",
+) -> Task:
+    """The task for an agent blueprint on ``repo`` (checked to be a usable repository)."""
+    info = inspect_repo(repo)
+    return Task(
+        blueprint=blueprint,
+        repo=str(info.path),
+        title=title,
+        params={
+            **params,
+            "change_type": change_type.value,
+            **({"model": model} if model else {}),
+            **({"index_url": index_url} if index_url else {}),
+        },
+        source=source,
+        requested_by=requested_by or identity(),
+    )
+
+
+def deps_tasks(
+    plan: DepsPlan,
+    *,
+    index_url: str | None = None,
+    requested_by: str | None = None,
+    source: str = "cli",
+) -> list[Task]:
+    """One task per update the plan found."""
+    return [
+        Task(
+            blueprint="deps",
+            repo=str(plan.repo),
+            title=f"Update {update.name} from {update.current} to {update.new}",
+            params={
+                "package": update.name,
+                "current": str(update.current),
+                "new": str(update.new),
+                "kind": str(update.kind),
+                "file": str(update.file),
+                "change_type": ChangeType.DEPENDENCY_UPDATE.value,
+                **({"index_url": index_url} if index_url else {}),
+            },
+            source=source,
+            requested_by=requested_by or identity(),
+        )
+        for update in plan.updates
+    ]
 
 
 IDENTITY_ENV = "SHIPYARD_IDENTITY"

@@ -17,6 +17,7 @@ from shipyard.app import AgentRecord, App
 from shipyard.cli_policy import policy_app
 from shipyard.cli_rollout import rollout_app
 from shipyard.cli_sandbox import bench_app, sandbox_app
+from shipyard.cli_serve import register as register_serve
 from shipyard.config import CONFIG_FILE
 from shipyard.console import (
     Progress,
@@ -57,6 +58,7 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(bench_app, name="bench")
 app.add_typer(policy_app, name="policy")
 app.add_typer(rollout_app, name="rollout")
+register_serve(app)
 
 RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository to change.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]

@@ -6,6 +6,7 @@ Migrations in ``migrations/versions`` create exactly these; keep the two in step
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -45,4 +46,69 @@ events = Table(
     Column("data_json", Text, nullable=False),
     # Also the index every read of a run's events goes through.
     UniqueConstraint("run_id", "seq", name="uq_events_run_seq"),
+)
+
+# --- the service (migration 0002_service) ---------------------------------------------------------
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("token_hash", Text, nullable=False),  # sha256 of the token; the token itself is not kept
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("token_hash", name="uq_api_tokens_hash"),
+)
+
+repos = Table(
+    "repos",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("path", Text, nullable=False),
+    Column("github", Text, nullable=True),  # owner/name, for webhooks
+    Column("index_url", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", Text, nullable=False),
+    UniqueConstraint("path", name="uq_repos_path"),
+    UniqueConstraint("github", name="uq_repos_github"),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("repo", Text, ForeignKey("repos.name", name="fk_schedules_repo"), nullable=False),
+    Column("blueprint", Text, nullable=False),
+    Column("cron", Text, nullable=False),
+    Column("request_json", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", Text, nullable=False),
+)
+
+schedule_claims = Table(
+    "schedule_claims",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("schedule_id", Text, nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_by", Text, nullable=False),
+    Column("run_ids_json", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    # The claim: one row per due time, whichever server inserts it first starts the runs.
+    UniqueConstraint("schedule_id", "due_at", name="uq_schedule_claims_due"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("delivery_id", Text, primary_key=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("event", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
 )

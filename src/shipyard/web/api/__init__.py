@@ -1,0 +1,11 @@
+"""The REST API under ``/api``: every route requires a role (see ``shipyard.web.auth``)."""
+
+from fastapi import APIRouter
+
+from shipyard.web.api import admin, reviews, runs, summary, tasks
+
+router = APIRouter()
+for part in (tasks, runs, reviews, admin, summary):
+    router.include_router(part.router)
+
+__all__ = ["router"]
