@@ -1,5 +1,17 @@
 """A local package index: a folder of wheels and sdists served on loopback as a PEP 503 HTML and
-PEP 691 JSON simple API, with sha256 hashes and PEP 700 upload times.
+PEP 691 JSON simple API, with sha256 hashes and PEP 700 upload times, plus PyPI's JSON API.
+
+An optional ``shipyard-index.json`` in the folder adds what files alone cannot say::
+
+    {"projects": {"alpha": {
+        "project_urls": {"Changelog": "/pages/alpha-changelog.md"},
+        "yanked": {"1.0.1": "broke the API"},
+        "vulnerabilities": [{"id": "PYSEC-2026-1", "aliases": ["CVE-2026-0001"],
+                             "summary": "...", "affected": "<1.1.0", "fixed_in": ["1.1.0"]}]}}}
+
+Links starting with ``/`` are made absolute on this server; ``/pages/NAME`` serves ``pages/NAME``
+from the folder. Pages carry ETag and Last-Modified and answer conditional requests with 304.
+``serve(..., auth=("user", "password"))`` requires HTTP basic authentication, like a private index.
 
 For air-gapped use, the demo and the tests: ``python -m shipyard.deps.localindex DIR --port N``.
 """
@@ -7,6 +19,7 @@ For air-gapped use, the demo and the tests: ``python -m shipyard.deps.localindex
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import html
 import json
@@ -23,6 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -30,6 +44,8 @@ from packaging.utils import (
     parse_sdist_filename,
     parse_wheel_filename,
 )
+
+from packaging.version import InvalidVersion, Version
 
 from shipyard.errors import PackageIndexError
 
@@ -110,6 +126,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._file(path.removeprefix("/files/"))
         self._send(404, "text/plain", b"not found; the index is at /simple/\n")
 
+    def do_HEAD(self) -> None:
+        # uv asks with HEAD whether a file supports range requests before reading its metadata.
+        path = unquote(self.path.split("?", 1)[0].split("#", 1)[0])
+        if path.startswith("/files/"):
+            return self._file(path.removeprefix("/files/"), body=False)
+        self._send(404, "text/plain", b"")
+
     def _send(self, status: int, kind: str, body: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Type", kind)
@@ -137,22 +160,27 @@ class _Handler(BaseHTTPRequestHandler):
         files: list[dict[str, Any]] = []
         versions: set[str] = set()
         links = ""
+        yanked: dict[str, Any] = _sidecar(self.directory).get(name, {}).get("yanked") or {}
         for p in paths:
             stat = p.stat()
             sha256 = _sha256(p, stat.st_mtime_ns, stat.st_size)
             url = f"../../files/{quote(p.name)}"
             uploaded = datetime.fromtimestamp(stat.st_mtime, UTC)
-            files.append(
-                {
-                    "filename": p.name,
-                    "url": url,
-                    "hashes": {"sha256": sha256},
-                    "size": stat.st_size,
-                    "upload-time": uploaded.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                }
-            )
-            versions.add((parse_filename(p.name) or ("", ""))[1])
-            links += f'<a href="{url}#sha256={sha256}">{html.escape(p.name)}</a><br>\n'
+            version = (parse_filename(p.name) or ("", ""))[1]
+            reason = yanked.get(version)
+            entry: dict[str, Any] = {
+                "filename": p.name,
+                "url": url,
+                "hashes": {"sha256": sha256},
+                "size": stat.st_size,
+                "upload-time": uploaded.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            }
+            if reason is not None:
+                entry["yanked"] = str(reason) or True
+            files.append(entry)
+            versions.add(version)
+            mark = f' data-yanked="{html.escape(str(reason))}"' if reason is not None else ""
+            links += f'<a href="{url}#sha256={sha256}"{mark}>{html.escape(p.name)}</a><br>\n'
         data = {
             "meta": {"api-version": _API_VERSION},
             "name": name,
@@ -161,7 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         self._page(as_json, data, links)
 
-    def _file(self, name: str) -> None:
+    def _file(self, name: str, *, body: bool = True) -> None:
         path = self.directory / name
         served = "/" not in name and not name.startswith(".") and parse_filename(name) is not None
         if not served or not path.is_file():
@@ -172,8 +200,9 @@ class _Handler(BaseHTTPRequestHandler):
         # A distribution file never changes under its name, so clients (pip's cache) may keep it.
         self.send_header("Cache-Control", "public, max-age=31536000, immutable")
         self.end_headers()
-        with path.open("rb") as fh:
-            shutil.copyfileobj(fh, self.wfile)
+        if body:
+            with path.open("rb") as fh:
+                shutil.copyfileobj(fh, self.wfile)
 
 
 @dataclass(frozen=True)
@@ -193,10 +222,15 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
-def _server(directory: Path, host: str, port: int) -> _Server:
+def _server(directory: Path, host: str, port: int, auth: tuple[str, str] | None = None) -> _Server:
     if not directory.is_dir():
         raise PackageIndexError(f"{directory}: no such folder of distributions to serve.")
-    handler = type("Handler", (_Handler,), {"directory": directory.resolve()})
+    expected = None
+    if auth is not None:
+        expected = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    handler = type(
+        "Handler", (_Handler,), {"directory": directory.resolve(), "credentials": expected}
+    )
     try:
         return _Server((host, port), handler)
     except OSError as exc:
@@ -207,9 +241,16 @@ def _server(directory: Path, host: str, port: int) -> _Server:
 
 
 @contextmanager
-def serve(directory: Path, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[LocalIndex]:
-    """Serve ``directory`` in a background thread for the duration of the ``with`` block."""
-    server = _server(directory, host, port)
+def serve(
+    directory: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    auth: tuple[str, str] | None = None,
+) -> Iterator[LocalIndex]:
+    """Serve ``directory`` in a background thread for the duration of the ``with`` block;
+    with ``auth`` (user, password) every request must carry those basic credentials."""
+    server = _server(directory, host, port, auth)
     # A short poll interval makes leaving the ``with`` block quick; tests start many indexes.
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="local-index", daemon=True

@@ -18,7 +18,8 @@ from shipyard.deps.manifests.model import (
     ManifestKind,
 )
 from shipyard.deps.manifests.ranges import RangeStrategy, range_for
-from shipyard.deps.manifests.refresh import LockTools, apply_changes, refresh_locks
+from shipyard.deps.manifests.refresh import apply_changes, refresh_locks
+from shipyard.deps.manifests.tools import LockTools
 
 __all__ = [
     "LOCK_KINDS",

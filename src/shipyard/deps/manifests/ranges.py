@@ -139,3 +139,34 @@ def _poetry(how: RangeStrategy, op: str, old: Version, new: Version) -> str:
     if old <= new < ceiling:
         return f"{op}{old}"  # already admitted: the caller keeps the text as written
     return f">={old},<{_next(ceiling_template, new)}"
+
+
+def poetry_to_pep440(constraint: str) -> str:
+    """A poetry constraint (``^1.2``, ``~1.2``, ``1.2.3``, ``*``, ``>=1,<2``) as a PEP 440 specifier."""
+    if "||" in constraint or "|" in constraint:
+        raise DependencyError(
+            f"the poetry constraint {constraint!r} has alternatives (||); shipyard cannot "
+            "update it: write one range, or ignore the package."
+        )
+    out: list[str] = []
+    for raw in constraint.split(","):
+        part = raw.strip()
+        if part in ("", "*"):
+            continue
+        match = _POETRY.match(part)
+        if match is None:
+            out.append(part)
+            continue
+        op, text = match["op"], match["version"]
+        if op == "" and text.endswith(".*"):
+            out.append(f"=={text}")
+            continue
+        old = _version(text, constraint)
+        if op == "":
+            out.append(f"=={text}")
+        elif op == "^":
+            first = next((i for i, n in enumerate(old.release) if n), len(old.release) - 1)
+            out += [f">={text}", f"<{_next('.'.join(['0'] * (first + 1)), old)}"]
+        else:
+            out += [f">={text}", f"<{_next('0.0' if len(old.release) > 1 else '0', old)}"]
+    return ",".join(out)

@@ -8,22 +8,11 @@ URL that carries them is refused here. The tools come from shipyard's side, neve
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from shipyard.deps.manifests.model import Change, HashSource
+from shipyard.deps.manifests.tools import LockTools
 from shipyard.sandbox.base import Sandbox
-
-
-@dataclass(frozen=True, kw_only=True)
-class LockTools:
-    """Where poetry and pdm come from: tool environments created on the host under ``cache_dir``
-    on first use (wheels only, so no package code runs on the host) and bound read-only into the
-    sandbox. pip-tools and uv come from shipyard's own environment."""
-
-    cache_dir: Path
-    poetry: str = "2.2.1"
-    pdm: str = "2.26.1"
 
 
 def apply_changes(
