@@ -46,8 +46,13 @@ class RunContext:
     listener: EventListener | None = None
     values: dict[str, Any] = field(default_factory=dict)
     config: LoadedConfig | None = None
+    fence: Callable[[], None] | None = None
+    """Called before every event is recorded; raises when this process may no longer write the run
+    (a worker whose lease another worker took over)."""
 
     def emit(self, type_: EventType, data: dict[str, Any]) -> None:
+        if self.fence is not None:
+            self.fence()
         event = self.store.append(self.run_id, type_, data)
         if self.listener is not None:
             self.listener(self.run_id, type_.value, event.data)  # as recorded: secrets masked
@@ -102,31 +107,60 @@ def execute(blueprint: Blueprint, ctx: RunContext) -> None:
 
 
 def _walk(blueprint: Blueprint, ctx: RunContext) -> None:
-    for step in blueprint.steps:
-        ctx.emit(EventType.NODE_STARTED, {"node": step.name, "kind": step.kind})
-        started = time.monotonic()
-        try:
-            step.run(ctx)
-        except StopRun as stop:
-            ctx.emit(EventType.NODE_FINISHED, {"node": step.name, "summary": str(stop)})
-            ctx.emit(stop.event, stop.data)
+    for index in range(len(blueprint.steps)):
+        if not run_step(blueprint, index, ctx):
             return
-        except ShipyardError as exc:
-            ctx.emit(EventType.NODE_FAILED, {"node": step.name, "error": str(exc)})
-            ctx.emit(EventType.RUN_FAILED, {"error": str(exc), "node": step.name})
-            return
-        except Exception as exc:
-            # A bug in shipyard: keep the run's record honest, then let the caller see the traceback.
-            log.exception("node %s of run %s crashed", step.name, ctx.run_id)
-            ctx.emit(EventType.NODE_FAILED, {"node": step.name, "error": repr(exc)})
-            ctx.emit(EventType.RUN_FAILED, {"error": f"internal error: {exc!r}", "node": step.name})
-            raise
-        summary = ctx.values.pop("summary", "")
+
+
+Checkpoint = Callable[[int, RunContext], None]
+"""Called after a node's work succeeded and before its ``node.finished`` event is recorded."""
+
+
+def run_step(
+    blueprint: Blueprint, index: int, ctx: RunContext, *, checkpoint: Checkpoint | None = None
+) -> bool:
+    """Run the blueprint's node at ``index``; True when the run goes on to the next node.
+
+    A node that stops the run records its final event in ``node.finished`` too (``stop``), so an
+    executor resuming after a crash between the two can still record it.
+    """
+    step = blueprint.steps[index]
+    ctx.emit(EventType.NODE_STARTED, {"node": step.name, "kind": step.kind})
+    started = time.monotonic()
+    try:
+        step.run(ctx)
+    except StopRun as stop:
+        if checkpoint is not None:
+            checkpoint(index, ctx)
         ctx.emit(
             EventType.NODE_FINISHED,
             {
                 "node": step.name,
-                "summary": summary,
-                "seconds": round(time.monotonic() - started, 3),
+                "summary": str(stop),
+                "stop": {"event": stop.event.value, "data": stop.data},
             },
         )
+        ctx.emit(stop.event, stop.data)
+        return False
+    except ShipyardError as exc:
+        ctx.emit(EventType.NODE_FAILED, {"node": step.name, "error": str(exc)})
+        ctx.emit(EventType.RUN_FAILED, {"error": str(exc), "node": step.name})
+        return False
+    except Exception as exc:
+        # A bug in shipyard: keep the run's record honest, then let the caller see the traceback.
+        log.exception("node %s of run %s crashed", step.name, ctx.run_id)
+        ctx.emit(EventType.NODE_FAILED, {"node": step.name, "error": repr(exc)})
+        ctx.emit(EventType.RUN_FAILED, {"error": f"internal error: {exc!r}", "node": step.name})
+        raise
+    summary = ctx.values.pop("summary", "")
+    if checkpoint is not None:
+        checkpoint(index, ctx)
+    ctx.emit(
+        EventType.NODE_FINISHED,
+        {
+            "node": step.name,
+            "summary": summary,
+            "seconds": round(time.monotonic() - started, 3),
+        },
+    )
+    return index + 1 < len(blueprint.steps)

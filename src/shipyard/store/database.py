@@ -7,16 +7,23 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
 from shipyard.errors import StoreError
 
@@ -30,6 +37,13 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_BEGIN = "shipyard_sqlite_begin"
 # Any fixed number: PostgreSQL serialises concurrent migrations on this advisory lock.
 _PG_MIGRATION_LOCK = 0x5A1B_7A2D
+# A lost PostgreSQL connection (server restarted, connection terminated, failover) is retried
+# with growing pauses for about this long before the error reaches the caller.
+RETRY_SECONDS = 60.0
+_RETRY_FIRST_PAUSE = 0.1
+_RETRY_MAX_PAUSE = 5.0
+
+T = TypeVar("T")
 
 
 def default_url(home: Path | None = None) -> str:
@@ -117,6 +131,36 @@ def migrate(engine: Engine) -> None:
                 )
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "heads")
+
+
+def retrying(engine: Engine, action: str, body: Callable[[], T]) -> T:
+    """``body()``, tried again with backoff while PostgreSQL is unreachable (errors untranslated).
+
+    Each try is its own transaction, so a retried write happens at most once unless the server
+    committed it and the connection broke before it could say so (the caller then sees it twice).
+    SQLite waits on its busy timeout instead and is never retried here.
+    """
+    deadline = time.monotonic() + RETRY_SECONDS
+    pause = _RETRY_FIRST_PAUSE
+    while True:
+        try:
+            return body()
+        except (DBAPIError, StoreError) as exc:
+            # translate_errors inside ``body`` keeps the driver's error as the cause
+            cause = exc if isinstance(exc, DBAPIError) else exc.__cause__
+            if not isinstance(cause, DBAPIError) or not _transient(engine, cause):
+                raise
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning("%s: %s; trying again in %.1f s", action, _one_line(cause.orig), pause)
+            time.sleep(pause)
+            pause = min(pause * 2, _RETRY_MAX_PAUSE)
+
+
+def _transient(engine: Engine, exc: DBAPIError) -> bool:
+    if engine.dialect.name != "postgresql":
+        return False
+    return exc.connection_invalidated or isinstance(exc, OperationalError)
 
 
 @contextmanager

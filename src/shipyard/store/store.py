@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +29,8 @@ from shipyard.store.tables import runs as runs_table
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _ATTEMPTS = 5  # for a generated run id that collides, or a seq another writer took first
 _LIST_PAGE = 200
+
+T = TypeVar("T")
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -77,7 +79,11 @@ class Store:
             for _attempt in range(_ATTEMPTS):
                 chosen = run_id or new_run_id()
                 try:
-                    self._insert_run(chosen, task, task_data)
+                    database.retrying(
+                        self.engine,
+                        "creating a run",
+                        lambda: self._insert_run(chosen, task, task_data),  # noqa: B023
+                    )
                 except IntegrityError as exc:
                     if run_id is not None:
                         raise StoreError(
@@ -119,7 +125,11 @@ class Store:
         with database.translate_errors(self.engine, f"appending {kind} to run {run_id}"):
             for _attempt in range(_ATTEMPTS):
                 try:
-                    return self._insert_event(run_id, kind, payload)
+                    return database.retrying(
+                        self.engine,
+                        f"appending {kind} to run {run_id}",
+                        lambda: self._insert_event(run_id, kind, payload),
+                    )
                 except IntegrityError:
                     continue  # another writer took this seq (one that does not lock): read again
         raise StoreError(
@@ -154,11 +164,15 @@ class Store:
 
     def events(self, run_id: str, *, after: int = 0) -> list[Event]:
         """A run's events in order; with ``after``, only those with a higher ``seq``."""
-        with self._read(f"reading the events of run {run_id}") as conn:
-            found = _events_of(conn, [run_id], after=after).get(run_id, [])
-            if not found and not _exists(conn, run_id):
-                raise _not_found(run_id)
-        return found
+
+        def read() -> list[Event]:
+            with self._read(f"reading the events of run {run_id}") as conn:
+                found = _events_of(conn, [run_id], after=after).get(run_id, [])
+                if not found and not _exists(conn, run_id):
+                    raise _not_found(run_id)
+            return found
+
+        return self._retrying_read(f"reading the events of run {run_id}", read)
 
     def state(self, run_id: str) -> RunState:
         """A run's current state: the fold of its events."""
@@ -166,14 +180,25 @@ class Store:
 
     def get_run(self, run_id: str) -> RunState:
         """A run by its id, or by a prefix of its id that matches no other run."""
-        with self._read(f"looking up run {run_id}") as conn:
-            run = _resolve(conn, run_id)
-            return fold(_events_of(conn, [run])[run])
+
+        def read() -> RunState:
+            with self._read(f"looking up run {run_id}") as conn:
+                run = _resolve(conn, run_id)
+                return fold(_events_of(conn, [run])[run])
+
+        return self._retrying_read(f"looking up run {run_id}", read)
 
     def list_runs(
         self, *, limit: int = 50, status: RunStatus | None = None, repo: str | None = None
     ) -> list[RunState]:
         """Runs newest first, at most ``limit``, optionally only in ``status`` or of ``repo``."""
+        return self._retrying_read(
+            "listing runs", lambda: self._list_runs(limit=limit, status=status, repo=repo)
+        )
+
+    def _list_runs(
+        self, *, limit: int, status: RunStatus | None, repo: str | None
+    ) -> list[RunState]:
         found: list[RunState] = []
         if limit <= 0:
             return found
@@ -224,6 +249,10 @@ class Store:
             conn.begin(),
         ):
             yield conn
+
+    def _retrying_read(self, action: str, body: Callable[[], T]) -> T:
+        """``body`` (which reads through ``_read``) tried again while PostgreSQL is unreachable."""
+        return database.retrying(self.engine, action, body)
 
 
 def _events_of(

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -111,4 +112,33 @@ webhook_deliveries = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("event", Text, nullable=False),
     Column("outcome", Text, nullable=False),
+)
+
+# --- leases and checkpoints (migration 0003_leases) -----------------------------------------------
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("run_id", Text, ForeignKey("runs.id", name="fk_leases_run_id"), primary_key=True),
+    Column("repo", Text, nullable=False),
+    # Every message that may advance the run carries a ticket; taking the lease consumes every
+    # ticket issued so far, so a duplicate or stale message finds nothing to do.
+    Column("ticket", Integer, nullable=False),
+    Column("consumed", Integer, nullable=False),
+    Column("owner", Text, nullable=True),  # the worker executing a node; None while queued
+    Column("node", Text, nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("queued_at", DateTime(timezone=True), nullable=True),
+    Column("done", Boolean, nullable=False),
+    Index("ix_leases_repo_owner", "repo", "owner"),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("run_id", Text, ForeignKey("runs.id", name="fk_checkpoints_run_id"), primary_key=True),
+    Column("node_index", Integer, primary_key=True),
+    Column("node", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("data", LargeBinary, nullable=False),
 )
