@@ -3,7 +3,8 @@
 The sandbox keeps its private network namespace (loopback only). ``forwarder.py`` runs inside, listens
 on loopback and relays bytes to the proxy's unix socket; every policy decision is made here, on the
 host: only granted ``host:port`` pairs, names resolved here and refused when they point at loopback,
-link-local or private addresses, strict request parsing. See docs/network.md.
+link-local or private addresses (unless the grant is a declared local endpoint, which still covers
+only loopback and private ones), strict request parsing. See docs/network.md.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ _NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 
 EventSink = Callable[[dict[str, object]], None]
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class _Rejected(Exception):
@@ -145,10 +147,16 @@ def _is_ip_literal(host: str) -> bool:
 @dataclass(frozen=True)
 class Grant:
     """One allowed destination. ``host`` is a DNS name or an IP literal; a name is resolved by the
-    proxy and refused if it points at a non-public address, an IP literal is taken as meant."""
+    proxy and refused if it points at a non-public address, an IP literal is taken as meant.
+
+    ``local`` declares the pair a local endpoint (a model server on this host or the LAN): its name
+    may then resolve to loopback or private addresses, never link-local, multicast, reserved or
+    unspecified ones. It widens nothing else: the pair is still the only one it grants.
+    """
 
     host: str
     port: int
+    local: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -161,7 +169,7 @@ class Grant:
         object.__setattr__(self, "host", host)
 
     @classmethod
-    def parse(cls, text: str) -> Grant:
+    def parse(cls, text: str, *, local: bool = False) -> Grant:
         """``HOST:PORT`` as written on a command line or in a blueprint (IPv6 as ``[::1]:8080``)."""
         hint = "write it as HOST:PORT, e.g. pypi.org:443, 127.0.0.1:8080 or [::1]:8080"
         raw = text.strip()
@@ -173,7 +181,7 @@ class Grant:
             host, port = _split_authority(raw, default_port=None)
         except ValueError as exc:
             raise ConfigError(f"invalid egress grant {text!r}: {exc}; {hint}") from None
-        return cls(host, port)
+        return cls(host, port, local)
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
@@ -194,6 +202,31 @@ def _non_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str |
         if flag:
             return label
     return None if address.is_global else "non-public"
+
+
+LOCAL_KINDS = frozenset({"loopback", "private", "non-public"})
+"""What a local endpoint grant may resolve to: this host, RFC 1918 / ULA and shared (CGNAT) space.
+Link-local (cloud metadata at 169.254.169.254), multicast, reserved and unspecified stay refused."""
+
+
+def address_refusal(
+    host: str, port: int, addresses: Sequence[_Address], *, local: bool
+) -> str | None:
+    """Why a granted name's resolved ``addresses`` must not be reached, or None if they may."""
+    for address in addresses:
+        why = _non_public(address)
+        if why is None or (local and why in LOCAL_KINDS):
+            continue
+        if local:
+            return (
+                f"{host} resolves to {address}, a {why} address; a local endpoint grant covers "
+                "loopback and private addresses only"
+            )
+        return (
+            f"{host} resolves to {address}, a {why} address; granted names must resolve to "
+            f"public addresses (grant {Grant(str(address), port)} instead if this is intended)"
+        )
+    return None
 
 
 @dataclass
@@ -348,9 +381,6 @@ def _reply(sock: socket.socket, status: int, reason: str) -> None:
         sock.sendall(head.encode("ascii") + body)
 
 
-_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
 class EgressProxy:
     """The host side: a threaded HTTP proxy on a unix socket that only reaches granted destinations.
 
@@ -374,7 +404,9 @@ class EgressProxy:
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
-        self._allowed = {(g.host, g.port) for g in self.grants}
+        self._allowed: dict[tuple[str, int], bool] = {}
+        for g in self.grants:  # the pair -> whether it is a declared local endpoint
+            self._allowed[(g.host, g.port)] = self._allowed.get((g.host, g.port), False) or g.local
         self._slots = threading.BoundedSemaphore(max_connections)
         self._lock = threading.Lock()
         self._active: set[socket.socket] = set()
@@ -521,7 +553,8 @@ class EgressProxy:
             self._record("egress.denied", reason=f"client error before a request: {exc}", **fields)
             return
         address = upstream.getpeername()[0]
-        self._record("egress.allowed", reason="granted", address=address, **fields)
+        local = _non_public(ipaddress.ip_address(address.split("%")[0])) is not None
+        self._record("egress.allowed", reason="granted", address=address, local=local, **fields)
         if request.method == "CONNECT":
             client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             if reader.buf:
@@ -536,8 +569,12 @@ class EgressProxy:
         if (host, port) not in self._allowed:
             granted = ", ".join(str(g) for g in self.grants) or "nothing"
             raise _Rejected(f"{Grant(host, port)} is not granted (granted: {granted})")
+        local = self._allowed[(host, port)]
         if _is_ip_literal(host):
-            return [ipaddress.ip_address(host)]  # an IP literal grant is an explicit choice
+            literal = [ipaddress.ip_address(host)]  # an IP literal grant is an explicit choice,
+            if local and (refusal := address_refusal(host, port, literal, local=True)):
+                raise _Rejected(refusal)  # but one declared local is held to what that covers
+            return literal
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as exc:
@@ -545,13 +582,9 @@ class EgressProxy:
         addresses = list(
             dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos)
         )
-        for address in addresses:
-            why = _non_public(address)
-            if why is not None:
-                raise _Rejected(
-                    f"{host} resolves to {address}, a {why} address; granted names must resolve to "
-                    f"public addresses (grant {Grant(str(address), port)} instead if this is intended)"
-                )
+        refusal = address_refusal(host, port, addresses, local=local)
+        if refusal is not None:
+            raise _Rejected(refusal)
         return addresses
 
     def _connect(
@@ -663,4 +696,12 @@ def run_with_egress(
     return dataclasses.replace(result, argv=tuple(argv))
 
 
-__all__ = ["EgressProxy", "EgressSandbox", "Grant", "proxy_env", "run_with_egress"]
+__all__ = [
+    "LOCAL_KINDS",
+    "EgressProxy",
+    "EgressSandbox",
+    "Grant",
+    "address_refusal",
+    "proxy_env",
+    "run_with_egress",
+]
