@@ -241,6 +241,7 @@ def test_granted_request_is_relayed_in_origin_form_without_proxy_headers(web: _S
         "method": "GET",
         "reason": "granted",
         "address": "127.0.0.1",
+        "local": True,
         "request": f"GET http://127.0.0.1:{port}/simple/?q=1 HTTP/1.1",
     }
 
