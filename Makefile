@@ -9,7 +9,7 @@ EMBED  := $(VENV)/.embeddings-stamp
 INDEX  := build/example-index
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup system demo test lint typecheck pytest bench clean
+.PHONY: setup system demo test lint typecheck pytest bench bench-deps clean
 
 setup: system $(STAMP) $(EMBED) $(INDEX)/.built
 
@@ -52,6 +52,11 @@ test: setup lint typecheck pytest
 
 bench: setup
 	$(BIN)/python benchmarks/time_to_decision.py
+
+# Renovate (installed from npm into build/renovate) against `shipyard run deps --dry-run`; needs
+# the npm registry and PyPI. Writes build/benchmarks/renovate.json and renovate.md.
+bench-deps: setup
+	$(BIN)/python benchmarks/renovate.py
 
 clean:
 	rm -rf build .shipyard .pytest_cache .mypy_cache .ruff_cache
