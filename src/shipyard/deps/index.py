@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import base64
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from html.parser import HTMLParser
+from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 from packaging.utils import (
@@ -22,6 +23,8 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
+from shipyard.deps.credentials import IndexAuth, index_auth
+from shipyard.deps.httpcache import HttpCache
 from shipyard.errors import PackageIndexError
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,8 @@ class DistFile:
     wheel: bool
     yanked: bool = False
     upload_time: datetime | None = None
+    sha256: str | None = None
+    """The file's sha256 digest (hex) as the index states it, for ``--hash`` lines."""
 
 
 @dataclass(frozen=True)
@@ -71,22 +76,26 @@ class PackageIndex:
     """Reads a project's releases from one simple-API index (e.g. ``https://pypi.org/simple/``)."""
 
     def __init__(
-        self, url: str, *, timeout: float = 10.0, client: httpx.Client | None = None
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        client: httpx.Client | None = None,
+        cache_dir: Path | None = None,
+        auth: IndexAuth | None = None,
     ) -> None:
-        parts = urlsplit(url if url.endswith("/") else url + "/")
-        host = parts.netloc.rsplit("@", 1)[-1]
-        # Credentials travel in a header, never in a URL: httpx logs request URLs. httpx drops the
-        # header itself when a redirect leaves this origin.
+        # Credentials (from the URL, the environment or netrc) travel in a header, never in a URL:
+        # httpx logs request URLs. They go to the index's own origin only, and httpx drops the
+        # header itself when a redirect leaves it.
+        self.auth = auth or index_auth(url if url.endswith("/") else url + "/")
+        self.url = self.auth.url
         self._headers = {"Accept": ACCEPT}
-        if parts.username is not None or parts.password is not None:
-            pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
-            self._headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        self.url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
         # trust_env=False: the index is the one named here, not one picked up from proxy variables.
         self._client = client or httpx.Client(
             timeout=timeout, follow_redirects=True, trust_env=False
         )
         self._own_client = client is None
+        self._cache = HttpCache(cache_dir) if cache_dir is not None else None
 
     def __enter__(self) -> PackageIndex:
         return self
@@ -101,17 +110,41 @@ class PackageIndex:
         if self._own_client:
             self._client.close()
 
-    def releases(self, name: str) -> list[Release]:
-        """Every version of ``name`` with a parseable file, oldest first, yanked ones included."""
-        page = urljoin(self.url, f"{canonicalize_name(name)}/")
-        log.debug("fetching %s", page)
+    def get(self, url: str, *, accept: str) -> httpx.Response:
+        """GET ``url`` through the cache, with the index's credentials when it is on its origin.
+
+        Raises PackageIndexError when the server cannot be reached; any HTTP status is returned.
+        """
+        headers = {"Accept": accept}
+        identity = ""
+        if self.auth.same_origin(url) and self.auth.header is not None:
+            headers["Authorization"] = self.auth.header
+            identity = hashlib.sha256(self.auth.header.encode()).hexdigest()
+        log.debug("fetching %s", url)
         try:
-            response = self._client.get(page, headers=self._headers)
+            if self._cache is None:
+                return self._client.get(url, headers=headers)
+            return self._cache.get(self._client, url, headers, identity=identity)
         except httpx.HTTPError as exc:
             raise PackageIndexError(
                 f"cannot reach the package index at {redact(self.url)} "
                 f"({type(exc).__name__}). {_HINT}"
             ) from exc
+
+    def releases(self, name: str) -> list[Release]:
+        """Every version of ``name`` with a parseable file, oldest first, yanked ones included."""
+        return self._fetch(name)
+
+    def hashes(self, name: str, version: Version) -> list[str]:
+        """``sha256:<hex>`` of every file of ``name`` ``version`` the index states a digest for."""
+        for release in self.releases(name):
+            if release.version == version:
+                return [f"sha256:{f.sha256}" for f in release.files if f.sha256]
+        return []
+
+    def _fetch(self, name: str) -> list[Release]:
+        page = urljoin(self.url, f"{canonicalize_name(name)}/")
+        response = self.get(page, accept=ACCEPT)
         if response.status_code == 404:
             raise PackageIndexError(
                 f"{name} was not found on the package index {redact(self.url)} (HTTP 404). {_HINT}"
@@ -148,6 +181,8 @@ def _from_json(response: httpx.Response, base: str) -> list[DistFile]:
 def _json_file(item: dict[str, Any], base: str) -> DistFile:
     filename = str(item["filename"])
     uploaded = item.get("upload-time")
+    digests = item.get("hashes")
+    sha256 = digests.get("sha256") if isinstance(digests, dict) else None
     return DistFile(
         filename=filename,
         url=urljoin(base, str(item["url"])),
@@ -155,6 +190,7 @@ def _json_file(item: dict[str, Any], base: str) -> DistFile:
         # PEP 691: false, true, or a non-empty string giving the reason.
         yanked=bool(item.get("yanked")),
         upload_time=_timestamp(uploaded) if isinstance(uploaded, str) else None,
+        sha256=str(sha256) if sha256 else None,
     )
 
 
@@ -197,12 +233,14 @@ def _from_html(text: str, base: str) -> list[DistFile]:
         if not href:
             continue
         filename = "".join(texts).strip() or href.split("#")[0].rsplit("/", 1)[-1]
+        fragment = href.partition("#")[2]
         files.append(
             DistFile(
                 filename=filename,
                 url=urljoin(base, href),
                 wheel=filename.endswith(".whl"),
                 yanked="data-yanked" in attrs,
+                sha256=fragment.removeprefix("sha256=") if fragment.startswith("sha256=") else None,
             )
         )
     return files

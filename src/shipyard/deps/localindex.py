@@ -44,7 +44,6 @@ from packaging.utils import (
     parse_sdist_filename,
     parse_wheel_filename,
 )
-
 from packaging.version import InvalidVersion, Version
 
 from shipyard.errors import PackageIndexError
@@ -107,14 +106,55 @@ def wants_json(accept: str) -> bool:
     return quality.get(JSON_TYPE, 0.0) > 0 and quality.get(JSON_TYPE, 0.0) >= best_html
 
 
+SIDECAR = "shipyard-index.json"
+
+
+def _sidecar(directory: Path) -> dict[str, Any]:
+    """The folder's ``shipyard-index.json`` projects table (canonical names), or nothing."""
+    path = directory / SIDECAR
+    if not path.is_file():
+        return {}
+    try:
+        projects = json.loads(path.read_text(encoding="utf-8")).get("projects", {})
+    except (OSError, ValueError, AttributeError):
+        log.warning("%s is not valid JSON with a projects table; ignoring it", path)
+        return {}
+    return {canonicalize_name(k): v for k, v in projects.items() if isinstance(v, dict)}
+
+
+def _affects(vulnerability: dict[str, Any], version: str) -> bool:
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        return False
+    affected = vulnerability.get("affected")
+    if isinstance(affected, list):
+        return version in affected
+    try:
+        return SpecifierSet(str(affected or "")).contains(parsed, prereleases=True)
+    except InvalidSpecifier:
+        return False
+
+
+_NOT_FOUND_JSON = b'{"message": "Not Found"}'
+_REVALIDATE = "max-age=0, must-revalidate"
+
+
 class _Handler(BaseHTTPRequestHandler):
     directory: Path
+    credentials: str | None = None
     server_version = "shipyard-index"
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
     def do_GET(self) -> None:
+        if self.credentials is not None and self.headers.get("Authorization") != self.credentials:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="shipyard-index"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         path = unquote(self.path.split("?", 1)[0].split("#", 1)[0])
         as_json = wants_json(self.headers.get("Accept", ""))
         if path in ("/simple", "/simple/"):
@@ -124,14 +164,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._project(canonicalize_name(name), as_json)
         if path.startswith("/files/"):
             return self._file(path.removeprefix("/files/"))
+        if path.startswith("/pypi/") and path.endswith("/json"):
+            return self._json_api(path.removeprefix("/pypi/").removesuffix("/json").strip("/"))
+        if path.startswith("/pages/"):
+            return self._text(path.removeprefix("/pages/"))
         self._send(404, "text/plain", b"not found; the index is at /simple/\n")
-
-    def do_HEAD(self) -> None:
-        # uv asks with HEAD whether a file supports range requests before reading its metadata.
-        path = unquote(self.path.split("?", 1)[0].split("#", 1)[0])
-        if path.startswith("/files/"):
-            return self._file(path.removeprefix("/files/"), body=False)
-        self._send(404, "text/plain", b"")
 
     def _send(self, status: int, kind: str, body: bytes) -> None:
         self.send_response(status)
@@ -140,12 +177,84 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _cacheable(self, kind: str, body: bytes) -> None:
+        """A page with a validator; a matching conditional request gets 304 and no body."""
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        # Always revalidated: a folder can change at any time, and a 304 is cheap on loopback.
+        if self.headers.get("If-None-Match") == etag:
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.send_header("Cache-Control", _REVALIDATE)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", etag)
+        self.send_header("Cache-Control", _REVALIDATE)
+        self.end_headers()
+        self.wfile.write(body)
+
     def _page(self, as_json: bool, data: dict[str, Any], links: str) -> None:
         if as_json:
-            return self._send(200, JSON_TYPE, json.dumps(data, indent=1).encode())
+            return self._cacheable(JSON_TYPE, json.dumps(data, indent=1).encode())
         meta = f'<meta name="pypi:repository-version" content="{_API_VERSION}">'
         body = f"<!DOCTYPE html>\n<html><head>{meta}</head><body>\n{links}</body></html>\n"
-        self._send(200, f"{HTML_TYPE}; charset=utf-8", body.encode())
+        self._cacheable(f"{HTML_TYPE}; charset=utf-8", body.encode())
+
+    def _absolute(self, url: str) -> str:
+        if url.startswith("/"):
+            return f"http://{self.headers.get('Host', 'localhost')}{url}"
+        return url
+
+    def _json_api(self, rest: str) -> None:
+        """PyPI's JSON API: the project (or one version), its links, and the advisories
+        affecting that version (the latest one when none is named)."""
+        raw_name, _, version = rest.partition("/")
+        name = canonicalize_name(raw_name)
+        paths = _projects(self.directory).get(name)
+        versions = sorted(
+            {(parse_filename(p.name) or ("", "0"))[1] for p in paths or ()}, key=Version
+        )
+        if not versions or (version and version not in versions):
+            return self._send(404, "application/json", _NOT_FOUND_JSON)
+        extra = _sidecar(self.directory).get(name, {})
+        shown = version or versions[-1]
+        urls = {k: self._absolute(str(v)) for k, v in (extra.get("project_urls") or {}).items()}
+        vulnerabilities = [
+            {
+                "id": v.get("id"),
+                "aliases": v.get("aliases", []),
+                "summary": v.get("summary"),
+                "details": v.get("details", v.get("summary", "")),
+                "fixed_in": v.get("fixed_in", []),
+                "link": v.get("link", f"https://osv.dev/vulnerability/{v.get('id')}"),
+                "source": "osv",
+                "withdrawn": v.get("withdrawn"),
+            }
+            for v in extra.get("vulnerabilities", [])
+            if isinstance(v, dict) and _affects(v, shown)
+        ]
+        data: dict[str, Any] = {
+            "info": {
+                "name": name,
+                "version": shown,
+                "summary": extra.get("summary", ""),
+                "project_urls": urls or None,
+                "home_page": self._absolute(str(extra.get("home_page", ""))) or None,
+                "yanked": shown in (extra.get("yanked") or {}),
+            },
+            "releases": None if version else {v: [] for v in versions},
+            "vulnerabilities": vulnerabilities,
+        }
+        self._cacheable("application/json", json.dumps(data, indent=1).encode())
+
+    def _text(self, name: str) -> None:
+        path = self.directory / "pages" / name
+        if "/" in name or name.startswith(".") or not path.is_file():
+            return self._send(404, "text/plain", b"no such page\n")
+        kind = "text/html; charset=utf-8" if name.endswith(".html") else "text/plain; charset=utf-8"
+        self._cacheable(kind, path.read_bytes())
 
     def _root(self, as_json: bool) -> None:
         names = sorted(_projects(self.directory))

@@ -168,7 +168,7 @@ def plan(
         if data is None or not data.releases:
             skipped.append(Skipped(first.name, first.manifest, "not found on the package index"))
             continue
-        current = _current(occurrences, data.releases)
+        current = current_version(occurrences, data.releases)
         if current is None:
             skipped.append(
                 Skipped(first.name, first.manifest, "no pinned or resolvable current version")
@@ -237,7 +237,9 @@ def _is_lock(manifest: str) -> bool:
     return manifest.rsplit("/", 1)[-1] in _LOCK_FILES
 
 
-def _current(occurrences: Sequence[Dependency], releases: Sequence[Release]) -> Version | None:
+def current_version(
+    occurrences: Sequence[Dependency], releases: Sequence[Release]
+) -> Version | None:
     """The version in use: the lowest pin, else the newest release a range admits."""
     pins = [d.pinned for d in occurrences if d.pinned is not None]
     if pins:
