@@ -170,6 +170,18 @@ class _Handler(BaseHTTPRequestHandler):
             return self._text(path.removeprefix("/pages/"))
         self._send(404, "text/plain", b"not found; the index is at /simple/\n")
 
+    def do_HEAD(self) -> None:
+        # uv asks with HEAD whether a file supports range requests before reading its metadata.
+        path = unquote(self.path.split("?", 1)[0].split("#", 1)[0])
+        authorized = (
+            self.credentials is None or self.headers.get("Authorization") == self.credentials
+        )
+        if authorized and path.startswith("/files/"):
+            return self._file(path.removeprefix("/files/"), body=False)
+        self.send_response(404 if authorized else 401)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def _send(self, status: int, kind: str, body: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Type", kind)
