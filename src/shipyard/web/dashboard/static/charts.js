@@ -22,7 +22,10 @@
       });
       var plot = new uPlot({
         width: width, height: 220, series: series,
-        scales: { x: { time: true } },
+        // One week alone would stretch over years: show half a week either side of it.
+        scales: { x: { time: true, range: function (u, min, max) {
+          return min === max ? [min - 3.5 * 86400, max + 3.5 * 86400] : [min, max];
+        } } },
         axes: [{}, { label: chart.unit, size: 60 }],
         legend: { live: false }
       }, data, target);
