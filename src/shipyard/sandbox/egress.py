@@ -196,8 +196,8 @@ def _non_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str |
         ("link-local", address.is_link_local),
         ("unspecified", address.is_unspecified),
         ("multicast", address.is_multicast),
+        ("reserved", address.is_reserved),  # before private: 240.0.0.0/4 is both
         ("private", address.is_private),
-        ("reserved", address.is_reserved),
     ):
         if flag:
             return label
