@@ -14,6 +14,7 @@ from rich.table import Table
 
 from shipyard import __version__
 from shipyard.app import AgentRecord, App
+from shipyard.cli_agent import adapter_app, run_agent_command
 from shipyard.cli_policy import policy_app
 from shipyard.cli_rollout import rollout_app
 from shipyard.cli_sandbox import bench_app, sandbox_app
@@ -58,6 +59,8 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(bench_app, name="bench")
 app.add_typer(policy_app, name="policy")
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(adapter_app, name="adapter")
+run_app.command("agent")(run_agent_command)
 register_serve(app)
 
 RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository to change.")]

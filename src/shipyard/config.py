@@ -312,6 +312,22 @@ class McpServerConfig(_Section):
         return value
 
 
+class ExternalAgentConfig(_Section):
+    """``[agent.external]``: an external agent CLI run by ``shipyard run agent`` (docs/agents.md)."""
+
+    adapter: str | None = None
+    """``mini-swe-agent``, ``aider``, ``claude-code`` or ``codex``; ``--adapter`` overrides it."""
+    model: str | None = None
+    """The model's name at the endpoint; unset: ``[agent] model`` (or its ``agent`` entry)."""
+    endpoint: str | None = None
+    """The model endpoint's base URL; unset: ``[agent] base_url``, then the wire's variable."""
+    api_key_env: str | None = None
+    """Host variable with the endpoint's key; unset: ``[agent] api_key_env``, then the wire's."""
+    allow_local: str | None = None
+    """``HOST:PORT`` of an endpoint on loopback or a private network that the run's sandbox may
+    reach; must be exactly the endpoint's (docs/network.md)."""
+
+
 class AgentConfig(_Section):
     """The model an agent blueprint uses, and what it may spend."""
 
@@ -351,6 +367,9 @@ class AgentConfig(_Section):
     """Price per model name, for the money budget and the spend shown."""
     mcp: dict[McpServerName, McpServerConfig] = Field(default_factory=dict)
     """MCP servers by name (``[agent.mcp.<name>]``), their tools offered to the agent."""
+
+    external: ExternalAgentConfig = Field(default_factory=ExternalAgentConfig)
+    """``[agent.external]``: the adapter, endpoint and local allowance for external agents."""
 
     def model_for(self, blueprint: str) -> str:
         return self.models.get(blueprint, self.model)

@@ -41,6 +41,7 @@ class EventType(StrEnum):
     AGENT_TOOL = "agent.tool"  # step, tool, ok, summary: one tool call and what it gave
     AGENT_COMPACTED = "agent.compacted"  # replaced, tokens_before, tokens_after, fallback
     AGENT_FINISHED = "agent.finished"  # finished, reason, summary, spend
+    AGENT_EGRESS = "agent.egress"  # type, host, port, method, reason: an external agent's connection
     ROLLOUT_STARTED = "rollout.started"  # target, commit, previous_commit, merged_at, config
     ROLLOUT_BASELINE = "rollout.baseline"  # value, start, end, source
     ROLLOUT_STAGE = "rollout.stage"  # stage, percent, ok, detail, seconds, at

@@ -14,6 +14,7 @@ BLUEPRINTS = {
     "fix-tests": "shipyard.blueprints.task:FIX_TESTS",
     "lint-fix": "shipyard.blueprints.task:LINT_FIX",
     "ci-fix": "shipyard.blueprints.task:CI_FIX",
+    "agent": "shipyard.blueprints.external:EXTERNAL",
 }
 
 
