@@ -108,6 +108,15 @@ class StoreCollector(Collector):
         return [runs_metric, queue, running, waiting, durations, spent_tokens, spent]
 
 
+def _template(request: Request) -> str:
+    """The route's path with its parameters named, e.g. ``/api/runs/{run_id}`` (few label values)."""
+    if request.scope.get("route") is None:
+        return "unmatched"
+    params = {str(v): k for k, v in request.path_params.items()}
+    segments = request.url.path.split("/")
+    return "/".join(f"{{{params[s]}}}" if s in params else s for s in segments)
+
+
 def install(app: FastAPI) -> None:
     """Add ``/metrics`` and the HTTP request metrics to ``app``."""
     registry = CollectorRegistry(auto_describe=True)
@@ -137,8 +146,7 @@ def install(app: FastAPI) -> None:
             status = response.status_code
             return response
         finally:
-            route = request.scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = _template(request)
             requests.labels(request.method, template, str(status)).inc()
             latency.labels(request.method, template).observe(time.perf_counter() - started)
 

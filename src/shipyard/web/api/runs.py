@@ -107,7 +107,10 @@ def run_diff(app: AppDep, run_id: str) -> DiffOut:
         raise NotFound(f"run {state.run_id} has not committed a change (it is {state.status}).")
     repo = Path(str(state.task.get("repo", "")))
     try:
-        done = git("diff", "--no-color", state.base_commit, state.change_commit, cwd=repo)
+        done = git(
+            "diff", "--no-color", "--no-ext-diff", "--no-textconv",
+            state.base_commit, state.change_commit, cwd=repo,
+        )  # fmt: skip
     except RepositoryError as exc:
         raise NotFound(
             f"the commits of run {state.run_id} are no longer in its repository: {exc}"
