@@ -16,12 +16,12 @@ from unidiff.errors import UnidiffParseError
 from unidiff.patch import PatchSet
 
 from shipyard.blueprints import RunContext
-from shipyard.blueprints.deps import plan_updates
 from shipyard.blueprints.nodes import configure, reverify
 from shipyard.config import DEFAULT_INDEX, load_config, shipyard_home
 from shipyard.delivery.deliver import merge_message
 from shipyard.delivery.queue import MergeQueue, Verified, recover
-from shipyard.deps.updates import Update
+from shipyard.deps.lookup import history, plan_repository
+from shipyard.deps.planning import Plan, PlannedUpdate
 from shipyard.errors import NotFound, PatchError, ReviewError, ShipyardError
 from shipyard.events import EventType, RunState
 from shipyard.executor.local import EventListener, LocalExecutor
@@ -36,11 +36,16 @@ from shipyard.workspace import inspect_repo
 
 @dataclass
 class DepsPlan:
-    """What ``run deps`` found: the updates it will verify, and the runs they became."""
+    """What ``run deps`` found: the planned runs (security first), what it skipped and why, and the
+    runs they became."""
 
     repo: Path
-    updates: list[Update]
+    plan: Plan
     runs: list[RunState] = field(default_factory=list)
+
+    @property
+    def updates(self) -> list[PlannedUpdate]:
+        return self.plan.updates
 
 
 @dataclass
@@ -147,18 +152,23 @@ class App:
         return quarantine_for_repo(self.store, str(info.path))
 
     def plan_deps(self, *, repo: Path, index_url: str | None = None) -> DepsPlan:
-        """Find outdated pins without starting anything."""
+        """Plan dependency runs (security fixes, updates, lock maintenance) without starting any."""
         info = inspect_repo(repo)
         config = load_config(info.path).config
         url = index_url or config.deps.index_url or DEFAULT_INDEX
-        return DepsPlan(repo=info.path, updates=plan_updates(info.path, config.deps, index_url=url))
+        earlier = history(self.store.list_runs(repo=str(info.path), limit=500))
+        plan = plan_repository(
+            info.path, config.deps, index_url=url, cache_dir=self.home / "cache" / "http",
+            history=earlier,
+        )  # fmt: skip
+        return DepsPlan(repo=info.path, plan=plan)
 
     def run_deps(
         self, *, repo: Path, index_url: str | None = None, requested_by: str | None = None
     ) -> DepsPlan:
-        """One run per outdated pin, each verified and delivered on its own branch, one after another."""
+        """Each planned run verified and delivered on its own branch, security fixes first."""
         plan = self.plan_deps(repo=repo, index_url=index_url)
-        if plan.updates:
+        if plan.plan.runs:
             ensure_available()
         for task in deps_tasks(plan, index_url=index_url, requested_by=requested_by):
             plan.runs.append(self.executor.run(task))
@@ -351,25 +361,23 @@ def deps_tasks(
     requested_by: str | None = None,
     source: str = "cli",
 ) -> list[Task]:
-    """One task per update the plan found."""
+    """One task per planned run (security fixes first); its updates travel in the parameters."""
     return [
         Task(
             blueprint="deps",
             repo=str(plan.repo),
-            title=f"Update {update.name} from {update.current} to {update.new}",
+            title=planned.title,
             params={
-                "package": update.name,
-                "current": str(update.current),
-                "new": str(update.new),
-                "kind": str(update.kind),
-                "file": str(update.file),
-                "change_type": ChangeType.DEPENDENCY_UPDATE.value,
+                "run_kind": planned.kind,
+                "group": planned.name,
+                "updates": [u.as_dict() for u in planned.updates],
+                "change_type": planned.change_type,
                 **({"index_url": index_url} if index_url else {}),
             },
             source=source,
             requested_by=requested_by or identity(),
         )
-        for update in plan.updates
+        for planned in plan.plan.runs
     ]
 
 

@@ -161,8 +161,21 @@ def run_deps(
     index_url: IndexOpt = None,
     requested_by: AsOpt = None,
     json_out: JsonOpt = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the updates and advisories; change nothing.")
+    ] = False,
 ) -> None:
-    """Find outdated pins and verify each update in a sandbox; deliver each by policy."""
+    """Plan security fixes and updates by the rules, verify each run in a sandbox, deliver by policy."""
+    if dry_run:
+        from shipyard.cli_deps import print_dry_run
+
+        def plan_only() -> None:
+            with _app(json_out, progress=False) as shipyard:
+                plan = shipyard.plan_deps(repo=repo, index_url=index_url)
+                print_dry_run(plan.plan, json_out=json_out)
+
+        guard(plan_only)
+        return
 
     def body() -> list[RunState]:
         with _app(json_out) as shipyard:

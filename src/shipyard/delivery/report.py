@@ -10,6 +10,7 @@ from rich.text import Text
 
 from shipyard.agent.render import agent_line
 from shipyard.blueprints.engine import RunContext
+from shipyard.deps.render import deps_section
 from shipyard.events import Event, EventType, in_gate_order
 from shipyard.rollout.plan import progress
 from shipyard.rollout.render import bars, describe_rollout
@@ -49,6 +50,7 @@ def render_report(run_id: str, events: Sequence[Event]) -> str:
         out += [f"## Classification: {d.get('change_type', '?')}", "", str(d.get("note", "")), ""]
         out += [f"- {line}" for line in d.get("evidence", [])]
         out.append("")
+    out += deps_section(events)
     for decision in by_type.get(EventType.DECISION_MADE.value, []):
         d = decision.data
         out += [f"## Decision: {d['action']} ({d.get('policy', '?')} policy)", ""]

@@ -54,6 +54,8 @@ class PlannedUpdate:
     links: Mapping[str, str] = field(default_factory=dict)
     vulnerabilities: tuple[Vulnerability, ...] = ()
     current_specifier: str = ""
+    yanked_between: tuple[str, ...] = ()
+    """Yanked releases after ``current`` up to the target's release line: a sign of trouble."""
 
     @property
     def security(self) -> bool:
@@ -75,6 +77,7 @@ class PlannedUpdate:
             ),
             "links": dict(self.links),
             "vulnerabilities": [v.as_dict() for v in self.vulnerabilities],
+            "yanked_between": list(self.yanked_between),
             "changes": [
                 {
                     "canonical_name": c.canonical_name,
@@ -371,6 +374,13 @@ def _update(
         links=dict(data.links),
         vulnerabilities=vulns,
         current_specifier=first.specifier,
+        yanked_between=tuple(
+            str(r.version)
+            for r in data.releases
+            if r.yanked
+            and r.version > current
+            and (r.version <= target.version or r.version.release[:2] == target.version.release[:2])
+        ),
     )
 
 

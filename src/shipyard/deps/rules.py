@@ -136,8 +136,9 @@ class GroupRule(_Rule):
 class DepsConfig(_Rule):
     """The dependency-update and security blueprints (``[deps]``)."""
 
-    files: list[str] = Field(default_factory=lambda: ["requirements.txt"])
-    """Manifests to keep up to date: requirements files, pyproject.toml, pip-tools ``.in`` files."""
+    files: list[str] | None = None
+    """Manifests to keep up to date (requirements files, pip-tools ``.in`` files, pyproject.toml,
+    lock files), repo-relative; unset: every one shipyard finds. Files named but absent are skipped."""
     index_url: str | None = None
     """Package index (PEP 691/503 simple API). Overridden by ``--index-url``. Credentials may sit in
     the URL, in ``SHIPYARD_INDEX_USERNAME``/``SHIPYARD_INDEX_PASSWORD`` or in ~/.netrc."""
