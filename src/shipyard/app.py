@@ -24,13 +24,15 @@ from shipyard.deps.lookup import history, plan_repository
 from shipyard.deps.planning import Plan, PlannedUpdate
 from shipyard.errors import NotFound, PatchError, ReviewError, ShipyardError
 from shipyard.events import EventType, RunState
-from shipyard.executor.local import EventListener, LocalExecutor
+from shipyard.executor import Executor, ExecutorSettings, executor_from_settings
+from shipyard.executor.local import EventListener
 from shipyard.forge import get_forge
 from shipyard.gates.flaky import QuarantineEntry, quarantine_for_repo
 from shipyard.model import Action, ChangeType, RunStatus, Task
 from shipyard.rollout.runner import RolloutRunner
 from shipyard.sandbox import ensure_available
 from shipyard.store import Store
+from shipyard.store.leases import Leases
 from shipyard.workspace import inspect_repo
 
 
@@ -63,8 +65,11 @@ class App:
     def __init__(self, home: Path | None = None, *, listener: EventListener | None = None) -> None:
         self.home = home or shipyard_home()
         self.home.mkdir(parents=True, exist_ok=True)
-        self.store = Store.open(home=self.home)
-        self.executor = LocalExecutor(store=self.store, home=self.home, listener=listener)
+        settings = ExecutorSettings.from_env()
+        self.store = Store.open(settings.store_url, home=self.home)
+        self.executor: Executor = executor_from_settings(
+            store=self.store, home=self.home, settings=settings, listener=listener
+        )
 
     def close(self) -> None:
         self.store.close()
@@ -231,12 +236,17 @@ class App:
         return self.store.state(state.run_id)
 
     def recover(self) -> list[str]:
-        """Settle deliveries a crash left half-done (see ``delivery.queue.recover``)."""
+        """Settle deliveries a crash left half-done (see ``delivery.queue.recover``).
+
+        Runs that workers still own are left to them: the worker that takes such a run over
+        resumes its delivery node, which finds an earlier merge by its trailer.
+        """
+        leases = Leases(self.store)
         pending = [
             s
             for status in (RunStatus.RUNNING, RunStatus.AWAITING_REVIEW)
             for s in self.store.list_runs(status=status, limit=10_000)
-            if s.pending_intent
+            if s.pending_intent and not leases.managed(s.run_id)
         ]
         return recover(
             lambda run_id: RunContext(

@@ -19,6 +19,7 @@ from shipyard.cli_policy import policy_app
 from shipyard.cli_rollout import rollout_app
 from shipyard.cli_sandbox import bench_app, sandbox_app
 from shipyard.cli_serve import register as register_serve
+from shipyard.cli_worker import register as register_worker
 from shipyard.config import CONFIG_FILE
 from shipyard.console import (
     Progress,
@@ -62,6 +63,7 @@ app.add_typer(rollout_app, name="rollout")
 app.add_typer(adapter_app, name="adapter")
 run_app.command("agent")(run_agent_command)
 register_serve(app)
+register_worker(app)
 
 RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository to change.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]

@@ -13,12 +13,13 @@ import signal
 ENV = "SHIPYARD_FAILPOINTS"
 
 POINTS = (
+    "executor.after_gate",
     "merge.after_intent",
     "merge.after_rebase",
     "merge.after_ref_update",
     "merge.after_outcome",
 )
-"""Every failpoint in the code base, in the order a merge reaches them."""
+"""Every failpoint in the code base, in the order a run reaches them."""
 
 
 def failpoint(name: str) -> None:

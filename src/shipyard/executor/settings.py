@@ -37,6 +37,9 @@ class ExecutorSettings(BaseModel):
     """A node's lease: renewed every third of this; another worker takes the run over once expired."""
     sweep_seconds: float = Field(default=10.0, ge=0.5, le=3600.0)
     """How often each worker looks for runs whose lease expired."""
+    requeue_seconds: float = Field(default=600.0, ge=1.0)
+    """A run queued this long without a worker taking it gets its message sent again (a broker
+    that restarted empty loses messages); the older copy is dropped if it still comes."""
     queue_prefix: str = "shipyard"
     """Celery queue names: ``<prefix>.host`` (host-side nodes) and ``<prefix>.sandbox``."""
 
