@@ -75,9 +75,10 @@ def load(repo: Path, path: str) -> Manifest:
         return _lock(repo, path, text, LOCKS[name])
     manifest = RequirementsFile(path=path, text=text)
     if manifest.header is not None:
-        manifest.compiled_from = _source(repo, path, manifest.header.sources)
+        manifest.compiled_from, manifest.compile_dir = _source(repo, path, manifest.header.sources)
     elif path.endswith(".txt") and (repo / (path[:-4] + ".in")).is_file():
         manifest.compiled_from = path[:-4] + ".in"  # compiled with --no-header
+        manifest.compile_dir = posixpath.dirname(path)
     return manifest
 
 
@@ -92,15 +93,16 @@ def _lock(repo: Path, path: str, text: str, kind: ManifestKind) -> LockFile:
     return LockFile(path=path, text=text, kind=kind, compiled_from=source, direct=direct)
 
 
-def _source(repo: Path, path: str, sources: Sequence[str]) -> str | None:
-    """The first source of a compiled file that exists, relative to the file's folder or the root."""
+def _source(repo: Path, path: str, sources: Sequence[str]) -> tuple[str | None, str]:
+    """The first source of a compiled file that exists, and the folder its command ran in: the
+    file's own folder or the repository root."""
     folder = posixpath.dirname(path)
     for source in sources:
-        for candidate in (posixpath.join(folder, source), source):
-            normal = posixpath.normpath(candidate)
+        for base in dict.fromkeys((folder, "")):
+            normal = posixpath.normpath(posixpath.join(base, source))
             if not normal.startswith("..") and (repo / normal).is_file():
-                return normal
-    return None
+                return normal, base
+    return None, folder
 
 
 def _relative(repo: Path, path: str, include: str, line: int) -> str | None:

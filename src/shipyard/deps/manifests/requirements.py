@@ -79,6 +79,8 @@ class RequirementsFile:
     compiled_from: str | None = None
     header: CompileHeader | None = None
     kind: ManifestKind = ManifestKind.REQUIREMENTS
+    compile_dir: str = ""
+    """The repo-relative folder the compile command ran in (its paths are relative to it)."""
     includes: list[Include] = field(default_factory=list)
     _entries: list[tuple[_Logical, Dependency, re.Match[str]]] = field(default_factory=list)
 
