@@ -27,7 +27,6 @@ from shipyard.web.settings import ServeSettings
 log = logging.getLogger(__name__)
 SCHEDULE_SOURCE = "schedule"
 _REQUEST: TypeAdapter[TaskRequest] = TypeAdapter(TaskRequest)
-_MAX_CATCH_UP = 10_000  # due times walked to find the latest one; beyond that, start from now
 
 
 def next_due(cron: str, after: datetime) -> datetime:
@@ -38,16 +37,14 @@ def next_due(cron: str, after: datetime) -> datetime:
 
 def latest_due(cron: str, since: datetime, now: datetime) -> datetime | None:
     """The latest due time in (``since``, ``now``], or None when nothing was due."""
-    due = next_due(cron, since)
-    if due > now:
-        return None
-    for _ in range(_MAX_CATCH_UP):
-        following = next_due(cron, due)
-        if following > now:
-            return due
-        due = following
-    previous: datetime = croniter(cron, now.astimezone(UTC)).get_prev(datetime)
-    return previous.astimezone(UTC)
+    now = now.astimezone(UTC)
+    minute = now.replace(second=0, microsecond=0)
+    if croniter.match(cron, minute) and minute <= now:
+        latest = minute
+    else:
+        previous: datetime = croniter(cron, now).get_prev(datetime)
+        latest = previous.astimezone(UTC)
+    return latest if latest > since.astimezone(UTC) else None
 
 
 class Scheduler:
