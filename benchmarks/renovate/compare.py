@@ -96,7 +96,7 @@ def shipyard_findings(stdout: str) -> ShipyardOutput:
     skipped: list[dict[str, Any]] = []
     records = _objects(stdout)
     for obj in records:
-        if obj.get("_skipped") or "target" not in obj or obj.get("kind") == "skipped":
+        if obj.get("_skipped") or not obj.get("target") or not obj.get("package"):
             skipped.append(obj)
             continue
         package = str(canonicalize_name(str(obj["package"])))

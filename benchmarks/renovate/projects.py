@@ -47,6 +47,14 @@ PROJECTS = (
         "about forty requirements files: ranges with upper bounds (<4.0), ~= pins, "
         "exclusions (!=4.0.0), markers, -r includes, git URLs, and a Django example",
     ),
+    Sdist(
+        "prefect",
+        "2.10.0",
+        "prefect-2.10.0.tar.gz",
+        "d1c9ce28e2bab386daf452cfca34b16ede4e4da9c49ea72474b2eb21f25b11b7",
+        "requirements.txt and requirements-dev.txt at the root: lower bounds, upper bounds "
+        "(click <8.2, sqlalchemy <2.0, jsonschema <5.0.0), exclusions, extras and markers",
+    ),
 )
 
 GIT_ENV = {
@@ -99,6 +107,20 @@ def git_repo(dest: Path, source: Path | None = None) -> Path:
             ["git", *args], cwd=dest, env=GIT_ENV, check=True, capture_output=True, timeout=120
         )
     return dest
+
+
+def with_shipyard_config(repo: Path, dest: Path, deps: dict[str, object]) -> Path:
+    """A copy of ``repo`` whose shipyard.toml (made or extended) sets ``deps`` in ``[deps]``."""
+    import tomlkit
+
+    shutil.copytree(repo, dest, ignore=shutil.ignore_patterns(".git"))
+    path = dest / "shipyard.toml"
+    doc = tomlkit.parse(path.read_text()) if path.exists() else tomlkit.document()
+    table = doc.setdefault("deps", tomlkit.table())
+    for key, value in deps.items():
+        table[key] = value
+    path.write_text(tomlkit.dumps(doc))
+    return git_repo(dest)
 
 
 def sdist_repo(sdist: Sdist, cache: Path, dest: Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import time
 from dataclasses import dataclass
@@ -103,9 +104,22 @@ def install(cache: Path) -> Renovate:
 @dataclass(frozen=True)
 class Timed:
     seconds: float
+    """Wall clock around the whole process."""
+    cpu_seconds: float
+    """User plus system time of the process and its children: less sensitive to a loaded host."""
     returncode: int
     stdout: str
     stderr: str
+
+
+def _timed_run(cmd: list[str], cwd: Path, env: dict[str, str]) -> Timed:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return Timed(seconds, cpu, done.returncode, done.stdout, done.stderr)
 
 
 def run_renovate(
@@ -119,27 +133,55 @@ def run_renovate(
         "LOG_FORMAT": "json",
     }
     cmd = ["renovate", "--platform=local", "--dry-run=lookup", f"--cache-dir={cache_dir}"]
-    started = time.perf_counter()
-    done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=1800)
-    seconds = time.perf_counter() - started
+    timed = _timed_run(cmd, repo, env)
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text(done.stdout)
-    return Timed(seconds, done.returncode, "", done.stderr), read_records(done.stdout.splitlines())
+    log.write_text(timed.stdout)
+    return timed, read_records(timed.stdout.splitlines())
 
 
-def run_shipyard(shipyard: Path, repo: Path, home: Path, index_url: str, out: Path) -> Timed:
+SYSTEM_CA_MAIN = (
+    "import os, sys, certifi; ca = os.environ['SSL_CERT_FILE']; certifi.where = lambda: ca; "
+    "sys.argv[0] = 'shipyard'; from shipyard.cli import main; sys.exit(main())"
+)
+"""shipyard's CLI with certifi's bundle swapped for the system one (``SSL_CERT_FILE``).
+
+shipyard's index client ignores the environment (``trust_env=False``), so it verifies TLS against
+certifi's bundle only; where PyPI is reached through a TLS-inspecting proxy whose CA sits in the
+system bundle alone, it cannot connect. The swap changes nothing else."""
+
+
+def shipyard_command(shipyard: Path, *, system_ca: bool) -> list[str]:
+    if system_ca:
+        return [str(shipyard.parent / "python"), "-c", SYSTEM_CA_MAIN]
+    return [str(shipyard)]
+
+
+def run_shipyard(shipyard: list[str], repo: Path, home: Path, index_url: str, out: Path) -> Timed:
     """``shipyard run deps --repo R --dry-run --json`` with its home (store and caches) at ``home``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
     env["SHIPYARD_HOME"] = str(home)
-    cmd = [str(shipyard), "run", "deps", "--repo", str(repo), "--dry-run", "--json"]
+    cmd = [*shipyard, "run", "deps", "--repo", str(repo), "--dry-run", "--json"]
     cmd += ["--index-url", index_url]
     home.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=1800)
-    seconds = time.perf_counter() - started
+    timed = _timed_run(cmd, repo, env)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(done.stdout)
-    return Timed(seconds, done.returncode, done.stdout, done.stderr)
+    out.write_text(timed.stdout)
+    return timed
+
+
+def needs_system_ca(shipyard: Path, index_url: str) -> bool:
+    """Whether shipyard's index client fails TLS to ``index_url`` with certifi's bundle but not
+    with the system one named by ``SSL_CERT_FILE``."""
+    ca = os.environ.get("SSL_CERT_FILE")
+    if not ca or not index_url.startswith("https:"):
+        return False
+    probe = (
+        "import sys, httpx; "
+        "httpx.Client(trust_env=False).get(sys.argv[1], headers={'Accept': 'text/html'})"
+    )
+    python = str(shipyard.parent / "python")
+    plain = subprocess.run([python, "-c", probe, index_url], capture_output=True, timeout=120)
+    return plain.returncode != 0
 
 
 class IndexFacts:
