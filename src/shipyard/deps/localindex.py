@@ -10,7 +10,7 @@ An optional ``shipyard-index.json`` in the folder adds what files alone cannot s
                              "summary": "...", "affected": "<1.1.0", "fixed_in": ["1.1.0"]}]}}}
 
 Links starting with ``/`` are made absolute on this server; ``/pages/NAME`` serves ``pages/NAME``
-from the folder. Pages carry ETag and Last-Modified and answer conditional requests with 304.
+from the folder. Pages carry an ETag and answer a conditional request with 304.
 ``serve(..., auth=("user", "password"))`` requires HTTP basic authentication, like a private index.
 
 For air-gapped use, the demo and the tests: ``python -m shipyard.deps.localindex DIR --port N``.

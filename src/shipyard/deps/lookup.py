@@ -42,9 +42,7 @@ def plan_repository(
     with PackageIndex(index_url, cache_dir=cache_dir) as index:
         base = json_api_base(index.url, config.json_api_url)
         packages = gather(deps, index, JsonApi(index, base) if base else None)
-    return plan(
-        deps, packages, config, now=now or datetime.now(UTC), history=history or History()
-    )
+    return plan(deps, packages, config, now=now or datetime.now(UTC), history=history or History())
 
 
 def history(runs: Iterable[RunState]) -> History:
