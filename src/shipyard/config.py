@@ -312,6 +312,20 @@ class McpServerConfig(_Section):
         return value
 
 
+class RetrievalConfig(_Section):
+    """Code chunks like the task's text, found by local embeddings, in the agent's first context."""
+
+    mode: Literal["auto", "on", "off"] = "auto"
+    """``auto``: on when the embedding model is installed, else off with a notice; ``on``: a run
+    fails without the model; ``off``: never."""
+    top_k: int = Field(default=8, ge=1, le=50)
+    """Chunks retrieved, at most (fewer when the budget or ``min_score`` leaves some out)."""
+    max_tokens: int = Field(default=6000, ge=200, le=200_000)
+    """Tokens of the gathered context the chunks may take; the context's own share caps it too."""
+    min_score: float = Field(default=0.2, ge=-1.0, le=1.0)
+    """Least cosine similarity to the task for a chunk to be shown."""
+
+
 class ExternalAgentConfig(_Section):
     """``[agent.external]``: an external agent CLI run by ``shipyard run agent`` (docs/agents.md)."""
 
@@ -366,6 +380,8 @@ class AgentConfig(_Section):
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     """Price per model name, for the money budget and the spend shown."""
     mcp: dict[McpServerName, McpServerConfig] = Field(default_factory=dict)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    """``[agent.retrieval]``: code chunks relevant to the task, by local embeddings."""
     """MCP servers by name (``[agent.mcp.<name>]``), their tools offered to the agent."""
 
     external: ExternalAgentConfig = Field(default_factory=ExternalAgentConfig)

@@ -70,7 +70,10 @@ def start_agent(ctx: RunContext, *, task_text: str, grant: Sequence[str] = WORK_
         workspace.path, workspace.base_commit, task_text, store=ctx.store,
         repo=str(Path(ctx.task.repo).resolve()),
         budget_tokens=int(config.context_tokens * CONTEXT_SHARE),
+        retrieval=config.retrieval, home=ctx.home,
     )  # fmt: skip
+    for note in gathered.notes:
+        ctx.log(note)
     # The repository's MCP servers whose capabilities the grant already has; one that cannot start
     # fails the run (McpServerError) rather than leaving the agent without its tools.
     mcp = McpServers.start(config.mcp, workspace=workspace.path, allowed=tools.capabilities)

@@ -1,24 +1,31 @@
 """What the agent is shown before its first step: the repository's rules, the files the task names,
-past runs on those files and a map of the code, together within a token budget.
+past runs on those files, code chunks like the task (by local embeddings) and a map of the code,
+together within a token budget.
 
 Each section is built by one function in ``SECTIONS``, in priority order, from the committed tree
-and the store; a new kind of context (embedding retrieval, say) is one more function there.
+and the store; a new kind of context is one more function there.
 """
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from shipyard.agent.context.repomap import build_repo_map
+from shipyard.agent.context.retrieval import Retriever, open_retriever, render_chunks
 from shipyard.agent.context.rules import CommitTree, read_rules
 from shipyard.agent.messages import estimate_tokens
+from shipyard.config import RetrievalConfig, shipyard_home
+from shipyard.errors import ShipyardError
 from shipyard.events import EventType, RunState
 from shipyard.store import Store
+
+logger = logging.getLogger(__name__)
 
 MAX_NAMED_FILES = 5
 NAMED_FILE_CAP_CHARS = 12_000
@@ -43,6 +50,8 @@ class Section:
     body: str
     sources: tuple[str, ...] = ()
     """What it was made from: paths, or run ids."""
+    details: dict[str, Any] | None = None
+    """More for the record: the retrieved chunks with their scores, say."""
 
     @property
     def text(self) -> str:
@@ -59,6 +68,8 @@ class AgentContext:
 
     commit: str
     sections: tuple[Section, ...] = ()
+    notes: tuple[str, ...] = ()
+    """One line each on what was left out and why (retrieval off: no embedding model, say)."""
 
     def render(self) -> str:
         return "\n\n".join(s.text for s in self.sections)
@@ -70,7 +81,8 @@ class AgentContext:
     def record(self) -> list[dict[str, Any]]:
         """Each section's name, size and sources, for the run's events (DESIGN invariant 10)."""
         return [
-            {"name": s.name, "tokens": s.tokens, "sources": list(s.sources)} for s in self.sections
+            {"name": s.name, "tokens": s.tokens, "sources": list(s.sources), **(s.details or {})}
+            for s in self.sections
         ]
 
 
@@ -84,6 +96,10 @@ class Inputs:
     store: Store | None
     repo: str | None
     run_id: str | None
+    retriever: Retriever | None = None
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    notes: list[str] = field(default_factory=list)
+    """Where builders say what they left out (the one mutable part)."""
 
 
 def named_files(text: str, paths: Sequence[str]) -> list[str]:
@@ -177,6 +193,41 @@ def past_runs_section(inputs: Inputs, budget: int) -> Section | None:
     return _fitted("past_runs", "Past runs that changed these files", body, tuple(ids), budget)
 
 
+def retrieval_section(inputs: Inputs, budget: int) -> Section | None:
+    """The chunks most like the task's text, best first; files shown whole are not repeated."""
+    retriever, config = inputs.retriever, inputs.retrieval
+    if retriever is None or not inputs.task_text.strip():
+        return None
+    try:
+        stats = retriever.index(inputs.tree)
+        matches = retriever.search(inputs.tree, inputs.task_text, k=2 * config.top_k)
+    except ShipyardError as exc:
+        if config.mode == "on":
+            raise
+        logger.warning("retrieval skipped: %s", exc)
+        inputs.notes.append(f"retrieval of code chunks skipped: {exc}")
+        return None
+    title = "Code like the task (retrieved by embeddings)"
+    room = (min(budget, config.max_tokens) - estimate_tokens(f"## {title}\n\n") - 1) * 4
+    good = [m for m in matches if m.score >= config.min_score]
+    body, used = render_chunks(inputs.tree, good, budget_chars=room, skip=inputs.named)
+    used = used[: config.top_k]
+    if len(used) < len(good):
+        body, used = render_chunks(inputs.tree, used, budget_chars=room, skip=inputs.named)
+    details = {
+        "backend": retriever.vectors.backend,
+        "model": retriever.embedder.name,
+        "index": {"files": stats.files, "chunked": stats.chunked, "embedded": stats.embedded,
+                  "reused": stats.reused, "seconds": stats.seconds},
+        "chunks": [{"path": m.path, "lines": [m.start, m.end], "kind": m.kind, "name": m.name,
+                    "score": round(m.score, 4)} for m in used],
+    }  # fmt: skip
+    if not used:
+        return None
+    sources = tuple(dict.fromkeys(m.path for m in used))
+    return Section(name="retrieval", title=title, body=body, sources=sources, details=details)
+
+
 def repo_map_section(inputs: Inputs, budget: int) -> Section | None:
     header = estimate_tokens("## Repository map\n\n") + 1
     recent = inputs.tree.recently_changed()
@@ -192,6 +243,7 @@ SECTIONS: tuple[tuple[SectionBuilder, float], ...] = (
     (rules_section, 0.3),
     (files_section, 0.4),
     (past_runs_section, 0.1),
+    (retrieval_section, 0.35),
     (repo_map_section, 1.0),
 )
 """Builders in priority order, each with the largest share of the whole budget it may take."""
@@ -206,26 +258,36 @@ def gather_context(
     repo: str | None,
     budget_tokens: int,
     run_id: str | None = None,
+    retrieval: RetrievalConfig | None = None,
+    home: Path | None = None,
 ) -> AgentContext:
     """The context for a task on ``commit`` of ``workspace``, rendering to at most ``budget_tokens``.
 
     Only committed files are read. ``store`` and ``repo`` (as recorded on runs) find past runs;
-    ``run_id``, the run asking, is left out of them.
+    ``run_id``, the run asking, is left out of them. ``retrieval`` turns on the retrieved chunks
+    (their vectors are cached in the store when it is PostgreSQL, else under ``home``).
     """
     tree = CommitTree.at(workspace, commit)
     named = tuple(named_files(task_text, tree.files()))
+    config = retrieval or RetrievalConfig(mode="off")
+    retriever, note = open_retriever(config, store=store, home=home or shipyard_home())
     inputs = Inputs(
-        tree=tree, task_text=task_text, named=named, store=store, repo=repo, run_id=run_id
-    )
+        tree=tree, task_text=task_text, named=named, store=store, repo=repo, run_id=run_id,
+        retriever=retriever, retrieval=config, notes=[note] if note else [],
+    )  # fmt: skip
     sections: list[Section] = []
     remaining = budget_tokens
-    for build, share in SECTIONS:
-        # Sections are joined by a blank line, which costs at most one token.
-        section = build(inputs, min(remaining, int(budget_tokens * share)) - 1)
-        if section is not None:
-            sections.append(section)
-            remaining -= section.tokens + 1
-    return AgentContext(commit=tree.commit, sections=tuple(sections))
+    try:
+        for build, share in SECTIONS:
+            # Sections are joined by a blank line, which costs at most one token.
+            section = build(inputs, min(remaining, int(budget_tokens * share)) - 1)
+            if section is not None:
+                sections.append(section)
+                remaining -= section.tokens + 1
+    finally:
+        if retriever is not None:
+            retriever.close()
+    return AgentContext(commit=tree.commit, sections=tuple(sections), notes=tuple(inputs.notes))
 
 
 def _fitted(

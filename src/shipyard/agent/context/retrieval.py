@@ -1,0 +1,195 @@
+"""Retrieval of the code chunks most like a task's text, by local embeddings.
+
+``Retriever.index`` chunks the committed files of a tree and embeds only chunks it has no vector
+for (a file version already indexed is not even read again); ``Retriever.search`` ranks the chunks
+of that tree against a query. ``open_retriever`` builds one from the ``[agent.retrieval]`` settings,
+or says in one line why retrieval is off.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipyard.agent.context.chunks import CHUNKER_VERSION, Chunk, chunk_file, indexable
+from shipyard.agent.context.embeddings import (
+    INSTALL_HINT,
+    Embedder,
+    embedding_model_missing,
+    load_embedder,
+)
+from shipyard.agent.context.rules import CommitTree
+from shipyard.agent.context.vectors import (
+    FileKey,
+    Match,
+    SqliteVectors,
+    Vectors,
+    VectorsUnavailable,
+    open_vectors,
+)
+from shipyard.config import RetrievalConfig
+from shipyard.store import Store
+
+logger = logging.getLogger(__name__)
+
+MAX_INDEXED_FILES = 5000
+MAX_FILE_BYTES = 100 * 1024
+"""Larger files (generated code, data) are not chunked."""
+EMBED_BATCH = 256
+"""Chunks embedded and stored together (at least), so an interrupted index keeps what it did."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexStats:
+    """What one ``index`` call did: files in scope, file versions chunked now, chunks embedded now
+    and chunks whose vectors were already stored."""
+
+    files: int
+    chunked: int
+    embedded: int
+    reused: int
+    seconds: float
+
+
+class Retriever:
+    """Indexes trees into ``vectors`` with ``embedder`` and searches them."""
+
+    def __init__(self, embedder: Embedder, vectors: Vectors) -> None:
+        self.embedder = embedder
+        self.vectors = vectors
+        self.space = f"{embedder.name}/chunker-{CHUNKER_VERSION}"
+
+    def index(self, tree: CommitTree) -> IndexStats:
+        began = time.monotonic()
+        scope = _scope(tree)
+        done = self.vectors.indexed(self.space, scope)
+        todo = [key for key in scope if key not in done]
+        texts = tree.read([path for path, _ in todo], max_bytes=MAX_FILE_BYTES)
+        embedded = reused = 0
+        pending: dict[FileKey, list[Chunk]] = {}
+
+        def flush() -> None:
+            nonlocal embedded, reused
+            chunks = {c.digest: c for found in pending.values() for c in found}
+            known = self.vectors.known(self.embedder.name, list(chunks))
+            new = [c for d, c in chunks.items() if d not in known]
+            vectors = self.embedder.embed([c.embed_text for c in new])
+            self.vectors.add(
+                self.space, self.embedder.name, pending,
+                {c.digest: v for c, v in zip(new, vectors, strict=True)},
+            )  # fmt: skip
+            embedded += len(new)
+            reused += len(chunks) - len(new)
+            pending.clear()
+
+        for key in todo:
+            # A binary file is recorded with no chunks, so it is not read again.
+            text = texts.get(key[0])
+            pending[key] = chunk_file(key[0], text) if text is not None else []
+            if sum(len(c) for c in pending.values()) >= EMBED_BATCH:
+                flush()
+        flush()
+        stats = IndexStats(
+            files=len(scope), chunked=len(todo), embedded=embedded, reused=reused,
+            seconds=round(time.monotonic() - began, 3),
+        )  # fmt: skip
+        logger.info("indexed %s at %s: %s", tree.workspace, tree.commit[:12], stats)
+        return stats
+
+    def search(self, tree: CommitTree, query: str, *, k: int) -> list[Match]:
+        """The ``k`` chunks of ``tree`` most like ``query`` (index the tree first)."""
+        if not query.strip():
+            return []
+        [vector] = self.embedder.embed([query])
+        return self.vectors.search(self.space, self.embedder.name, vector, _scope(tree), k)
+
+    def close(self) -> None:
+        self.vectors.close()
+
+
+def _scope(tree: CommitTree) -> list[FileKey]:
+    keys = [
+        (path, tree.entries[path].oid)
+        for path in tree.files()
+        if indexable(path) and 0 < tree.entries[path].size <= MAX_FILE_BYTES
+    ]
+    return keys[:MAX_INDEXED_FILES]
+
+
+def open_retriever(
+    config: RetrievalConfig, *, store: Store | None, home: Path
+) -> tuple[Retriever | None, str | None]:
+    """A retriever for these settings, and a one-line note when retrieval is off or degraded.
+
+    ``mode = "auto"`` turns retrieval off (with the note) when the embedding model is not
+    installed; ``"on"`` raises RetrievalUnavailable instead. When the store is PostgreSQL without
+    pgvector, the vectors go to the SQLite cache under ``home`` (noted).
+    """
+    if config.mode == "off":
+        return None, None
+    missing = embedding_model_missing()
+    if missing is not None:
+        if config.mode == "on":
+            load_embedder()  # raises, saying what to install
+        return None, f"retrieval of code chunks is off: {missing}; {INSTALL_HINT}."
+    embedder = load_embedder()
+    note = None
+    url = store_url(store)
+    try:
+        vectors = open_vectors(url, home)
+    except VectorsUnavailable as exc:
+        vectors = SqliteVectors(home / "retrieval.db")
+        note = f"retrieval vectors kept in {vectors.path}: {exc}"
+    return Retriever(embedder, vectors), note
+
+
+def store_url(store: Store | None) -> str | None:
+    if store is None or store.engine.dialect.name != "postgresql":
+        return None
+    return store.engine.url.render_as_string(hide_password=False)
+
+
+def render_chunks(
+    tree: CommitTree, matches: Sequence[Match], *, budget_chars: int, skip: Sequence[str] = ()
+) -> tuple[str, list[Match]]:
+    """The matched chunks' text as it is in ``tree``, best first, within ``budget_chars``.
+
+    Chunks of ``skip`` (files shown whole elsewhere) and chunks overlapping one already shown are
+    left out.
+    """
+    texts = tree.read({m.path for m in matches if m.path not in skip}, max_bytes=MAX_FILE_BYTES)
+    parts: list[str] = []
+    used: list[Match] = []
+    shown: dict[str, list[tuple[int, int]]] = {}
+    room = budget_chars
+    for match in matches:
+        text = texts.get(match.path)
+        spans = shown.setdefault(match.path, [])
+        if text is None or any(s <= match.end and match.start <= e for s, e in spans):
+            continue
+        lines = text.splitlines()[match.start - 1 : match.end]
+        label = f" ({match.kind} {match.name})" if match.name else ""
+        part = (
+            f"### {match.path}:{match.start}-{match.end}{label}, similarity {match.score:.2f}\n\n"
+            + _fenced("\n".join(lines))
+        )
+        if len(part) + 2 > room:
+            continue
+        parts.append(part)
+        used.append(match)
+        spans.append((match.start, match.end))
+        room -= len(part) + 2
+    return "\n\n".join(parts), used
+
+
+def _fenced(text: str) -> str:
+    """``text`` in a fence no line of it can close."""
+    fence = "`" * max([3, *(len(run) + 1 for run in re.findall(r"`+", text))])
+    return f"{fence}\n{text.rstrip()}\n{fence}"
+
+
+__all__ = ["IndexStats", "Retriever", "open_retriever", "render_chunks", "store_url"]
