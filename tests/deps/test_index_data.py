@@ -20,7 +20,8 @@ from shipyard.deps.index import PackageIndex
 from shipyard.deps.jsonapi import JsonApi, gather, json_api_base
 from shipyard.deps.localindex import SIDECAR, LocalIndex, serve
 from shipyard.deps.manifests.model import Dependency
-from shipyard.errors import PackageIndexError
+from shipyard.deps.wheelhouse import download
+from shipyard.errors import DependencyError, PackageIndexError
 from tests.deps.conftest import make_wheel, static_server
 
 ADVISORY = {
@@ -216,3 +217,18 @@ def test_credentials_are_never_sent_to_another_origin(tmp_path: Path) -> None:
     assert "Authorization" not in seen[0]
     assert auth.same_origin("https://private.example:443/simple/x/")
     assert not auth.same_origin("http://private.example/simple/")
+
+
+def test_pip_downloads_from_a_private_index_with_credentials_from_the_environment(
+    tmp_path: Path, dists: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("alpha==1.1.0\n")
+    with serve(dists, auth=("ci", "pa55word")) as index:
+        with pytest.raises(DependencyError) as refused:
+            download([requirements], index_url=index.url, dest=tmp_path / "none")
+        assert "pa55word" not in str(refused.value)
+        monkeypatch.setenv("SHIPYARD_INDEX_USERNAME", "ci")
+        monkeypatch.setenv("SHIPYARD_INDEX_PASSWORD", "pa55word")
+        wheels = download([requirements], index_url=index.url, dest=tmp_path / "wheels")
+    assert [w.name for w in wheels] == ["alpha-1.1.0-py3-none-any.whl"]

@@ -15,11 +15,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from shipyard.deps.credentials import index_auth
 from shipyard.deps.index import redact
 from shipyard.errors import DependencyConflict, DependencyError
 
@@ -97,7 +98,9 @@ def download(
         cache_dir.mkdir(parents=True, exist_ok=True)
     argv = download_argv(
         requirement_files,
-        index_url=index_url,
+        # pip runs with no home and no environment of ours: credentials found in the environment
+        # or netrc travel in the URL, on the host only (the argv is never logged).
+        index_url=with_credentials(index_url),
         dest=dest,
         extra_requirements=extra_requirements,
         cache_dir=cache_dir,
@@ -118,6 +121,18 @@ def download(
     if done.returncode != 0:
         raise _failure(done.stderr, index_url, done.stdout)
     return sorted(dest.glob("*.whl"))
+
+
+def with_credentials(index_url: str) -> str:
+    """``index_url`` with the credentials ``index_auth`` finds for it (URL, environment, netrc)."""
+    auth = index_auth(index_url)
+    if auth.source in ("none", "url") or auth.header is None:
+        return index_url
+    parts = urlsplit(auth.url)
+    userinfo = quote(auth.username or "", safe="") + ":" + quote(auth.password or "", safe="")
+    return urlunsplit(
+        (parts.scheme, f"{userinfo}@{parts.netloc}", parts.path, parts.query, parts.fragment)
+    )
 
 
 _CONFLICT_HEADER = "The conflict is caused by:"
