@@ -60,6 +60,8 @@ def test_the_vocabulary_is_the_documented_one() -> None:
         "rollout.completed",
         "rollout.stopped",
         "rollout.resumed",
+        "deps.updates",
+        "deps.risk",
         "log",
     }
 
