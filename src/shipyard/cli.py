@@ -182,8 +182,11 @@ def run_deps(
     def body() -> list[RunState]:
         with _app(json_out) as shipyard:
             plan = shipyard.run_deps(repo=repo, index_url=index_url, requested_by=requested_by)
-            if not plan.updates and not json_out:
-                console.print("every pinned requirement is up to date")
+            if not plan.plan.runs and not json_out:
+                console.print(
+                    "nothing to update: every dependency is current under the rules "
+                    "(`--dry-run` shows what was left alone and why)"
+                )
             return plan.runs
 
     _finish(guard(body), json_out)
