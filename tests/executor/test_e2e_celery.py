@@ -1,0 +1,42 @@
+"""The demo's end-to-end flows, unchanged, on the Celery executor with PostgreSQL: the real CLI
+submits to a real ``shipyard worker`` through our own redis-server. The same tests run on the local
+executor with SQLite in tests/e2e/test_demo_flow.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import needs_bwrap
+from tests.e2e import test_demo_flow as demo
+from tests.executor.conftest import Cluster
+
+pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("celery")]
+
+FLOWS = [
+    demo.test_deps_merges_the_compatible_update_and_halts_the_breaking_major,
+    demo.test_forbidden_path_halts_and_feature_waits_for_review_then_merges,
+]
+
+
+@pytest.mark.parametrize("flow", FLOWS, ids=lambda f: f.__name__.removeprefix("test_"))
+def test_demo_flow_on_celery_with_postgresql(
+    flow: Callable[[Path, str], None],
+    cluster: Cluster,
+    index_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in cluster.env.items():
+        if name.startswith("SHIPYARD_"):
+            monkeypatch.setenv(name, value)
+    cluster.start_worker(concurrency=2, log="e2e")
+
+    flow(tmp_path, index_url)  # its home is tmp_path/"home", the cluster's home
+
+    from shipyard.store import Store
+
+    with Store.open(cluster.store_url) as store:  # the runs went through PostgreSQL
+        assert store.list_runs(limit=10)
