@@ -28,6 +28,7 @@ from shipyard.events import EventType
 from shipyard.insights import change_record
 from shipyard.model import RunStatus
 from shipyard.store import Store
+from shipyard.web.api.schemas import ERRORS
 from shipyard.web.auth import Identity, Role, require
 from shipyard.web.queries import every_run
 
@@ -155,7 +156,10 @@ def install(app: FastAPI) -> None:
         tags=["service"],
         summary="Prometheus metrics (viewer)",
         response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+        responses={
+            200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+            **ERRORS,
+        },
     )
     def metrics(_who: Annotated[Identity, Depends(require(Role.VIEWER))]) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -21,10 +21,11 @@ from shipyard.app import App
 from shipyard.events import Event
 from shipyard.redaction import redact
 from shipyard.web.api.deps import shipyard
+from shipyard.web.api.schemas import ERRORS
 from shipyard.web.auth import Role, require
 from shipyard.web.queries import log_after, log_position
 
-router = APIRouter(tags=["stream"], dependencies=[Depends(require(Role.VIEWER))])
+router = APIRouter(tags=["stream"], dependencies=[Depends(require(Role.VIEWER))], responses=ERRORS)
 AppDep = Annotated[App, Depends(shipyard)]
 # On PostgreSQL, log positions are handed out before commit, so a later position can become
 # visible first: look back this far and skip what was already sent.

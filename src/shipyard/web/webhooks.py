@@ -22,12 +22,13 @@ from shipyard.app import App
 from shipyard.errors import ShipyardError
 from shipyard.executor import Executor
 from shipyard.web.api.deps import executor, registry, shipyard
+from shipyard.web.api.schemas import ERRORS
 from shipyard.web.intake import AgentTaskRequest, start
 from shipyard.web.registry import Registry
 from shipyard.web.settings import ServeSettings
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], responses=ERRORS)
 LABEL = "shipyard"
 WEBHOOK_SOURCE = "webhook"
 MAX_BODY = 1_000_000

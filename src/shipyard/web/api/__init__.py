@@ -3,8 +3,9 @@
 from fastapi import APIRouter
 
 from shipyard.web.api import admin, reviews, runs, summary, tasks
+from shipyard.web.api.schemas import ERRORS
 
-router = APIRouter()
+router = APIRouter(responses=ERRORS)
 for part in (tasks, runs, reviews, admin, summary):
     router.include_router(part.router)
 

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import TypeAdapter
 
 from shipyard.web.api.deps import registry, scheduler
 from shipyard.web.api.schemas import (
@@ -18,7 +17,6 @@ from shipyard.web.api.schemas import (
     SchedulePatch,
 )
 from shipyard.web.auth import Identity, Role, require
-from shipyard.web.intake import TaskRequest
 from shipyard.web.registry import Registry, ScheduleRecord
 from shipyard.web.scheduler import Scheduler
 
@@ -26,7 +24,6 @@ router = APIRouter()
 RegistryDep = Annotated[Registry, Depends(registry)]
 SchedulerDep = Annotated[Scheduler, Depends(scheduler)]
 Admin = Annotated[Identity, Depends(require(Role.ADMIN))]
-_REQUEST: TypeAdapter[TaskRequest] = TypeAdapter(TaskRequest)
 
 
 @router.get("/repos", tags=["repos"], summary="Registered repositories")
@@ -85,7 +82,7 @@ def list_schedules(
 def add_schedule(
     body: ScheduleIn, reg: RegistryDep, sched: SchedulerDep, who: Admin
 ) -> ScheduleOut:
-    request = _REQUEST.validate_python(body.task)
+    request = body.task
     record = reg.add_schedule(
         repo=request.repo,
         blueprint=request.blueprint,

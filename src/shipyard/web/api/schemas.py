@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shipyard.events import Event, RunState
 from shipyard.model import RunStatus
 from shipyard.redaction import redact
+from shipyard.web.intake import TaskRequest
 from shipyard.web.registry import RepoRecord, ScheduleRecord
 
 
@@ -263,7 +264,7 @@ class ScheduleIn(BaseModel):
     )
 
     cron: str = Field(min_length=1, max_length=200, description="Five-field cron, in UTC.")
-    task: dict[str, Any] = Field(description="A task request, as POST /api/tasks takes it.")
+    task: TaskRequest = Field(description="A task request, as POST /api/tasks takes it.")
 
 
 class SchedulePatch(BaseModel):
@@ -312,3 +313,38 @@ class MetricsSummary(_Out):
     summary: dict[str, Any] | None
     types: list[dict[str, Any]]
     weeks: list[dict[str, Any]]
+
+
+class ErrorDetail(_Out):
+    code: str = Field(description="Stable, machine-readable: unauthorized, forbidden, not_found…")
+    message: str = Field(description="What happened and what to do, for a person.")
+    problems: list[dict[str, str]] | None = Field(
+        default=None, description="For invalid requests: each field and what is wrong with it."
+    )
+
+
+class ErrorBody(_Out):
+    """Every error response: one shape, never a traceback."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"error": {"code": "not_found", "message": "there is no run 'x'"}}]
+        }
+    )
+
+    error: ErrorDetail
+
+
+_ERROR_STATUSES = {
+    400: "The request is malformed.",
+    401: "No valid token or session.",
+    403: "The identity's role does not allow this, or a CSRF token is missing.",
+    404: "No such record.",
+    409: "The action could not be carried out in the current state.",
+    413: "The body is too large.",
+    422: "The request is invalid (fields named in problems).",
+    503: "The feature is not configured on this server.",
+}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text} for status, text in _ERROR_STATUSES.items()
+}
