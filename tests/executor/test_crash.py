@@ -20,7 +20,7 @@ from shipyard.store import Store
 from tests.conftest import needs_bwrap
 from tests.executor.conftest import Cluster
 
-pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("celery")]
+pytestmark = [pytest.mark.slow, needs_bwrap]
 
 
 def deps_tasks(repo: Path, index_url: str, home: Path) -> list[Task]:

@@ -13,7 +13,7 @@ from tests.conftest import needs_bwrap
 from tests.e2e import test_demo_flow as demo
 from tests.executor.conftest import Cluster
 
-pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("celery")]
+pytestmark = [pytest.mark.slow, needs_bwrap]
 
 FLOWS = [
     demo.test_deps_merges_the_compatible_update_and_halts_the_breaking_major,

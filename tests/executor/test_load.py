@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import ROOT, needs_bwrap
 
-pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("celery")]
+pytestmark = [pytest.mark.slow, needs_bwrap]
 
 
 def test_eight_runs_on_two_workers_all_complete(
