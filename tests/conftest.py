@@ -52,7 +52,9 @@ def shipyard_cli(
     clean = {
         k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "OPENAI_", "ANTHROPIC_"))
     }
-    clean.update(SHIPYARD_HOME=str(home), COLUMNS="200", **(env or {}))
+    # Retrieval loads the embedding model in every process; tests of it turn it back on.
+    clean.update(SHIPYARD_HOME=str(home), COLUMNS="200", SHIPYARD_RETRIEVAL="off")
+    clean.update(env or {})
     done = subprocess.run(
         [SHIPYARD, *args], env=clean, capture_output=True, text=True, timeout=600, check=False
     )

@@ -9,6 +9,7 @@ or says in one line why retrieval is off.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ from shipyard.agent.context.vectors import (
     open_vectors,
 )
 from shipyard.config import RetrievalConfig
+from shipyard.errors import ConfigError
 from shipyard.store import Store
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ logger = logging.getLogger(__name__)
 MAX_INDEXED_FILES = 5000
 MAX_FILE_BYTES = 100 * 1024
 """Larger files (generated code, data) are not chunked."""
+HOST_SWITCH = "SHIPYARD_RETRIEVAL"
+"""Set to ``off`` on a host to turn retrieval off there, whatever repositories configure."""
 EMBED_BATCH = 256
 """Chunks embedded and stored together (at least), so an interrupted index keeps what it did."""
 
@@ -126,10 +130,14 @@ def open_retriever(
     """A retriever for these settings, and a one-line note when retrieval is off or degraded.
 
     ``mode = "auto"`` turns retrieval off (with the note) when the embedding model is not
-    installed; ``"on"`` raises RetrievalUnavailable instead. When the store is PostgreSQL without
+    installed; ``"on"`` raises RetrievalUnavailable instead. ``$SHIPYARD_RETRIEVAL=off`` turns it
+    off on this host. When the store is PostgreSQL without
     pgvector, the vectors go to the SQLite cache under ``home`` (noted).
     """
-    if config.mode == "off":
+    host = os.environ.get(HOST_SWITCH, "")
+    if host not in ("", "off"):
+        raise ConfigError(f"${HOST_SWITCH} is {host!r}; set it to 'off' or leave it unset.")
+    if config.mode == "off" or host == "off":
         return None, None
     missing = embedding_model_missing()
     if missing is not None:
