@@ -26,7 +26,8 @@ def discover(repo: Path, files: Sequence[str] | None = None) -> list[Manifest]:
     """Every manifest of ``repo`` (or those named in ``files``, repo-relative), includes followed.
 
     Found: ``*requirements*.txt`` and ``.txt`` files in a ``requirements/`` folder with what they
-    ``-r``/``-c`` include, pip-compile ``.in`` sources with their compiled ``.txt``, ``pyproject.toml``,
+    ``-r``/``-c`` include, pip-compile ``.in`` sources with their compiled ``.txt`` (any ``X.in``
+    beside an ``X.txt``), ``pyproject.toml``,
     ``uv.lock``, ``poetry.lock`` and ``pdm.lock``. Sources come before what is compiled from them.
     Raises DependencyError naming file, line and fix for broken input.
     """
@@ -124,23 +125,18 @@ def _relative(repo: Path, path: str, include: str, line: int) -> str | None:
 
 def _candidates(root: Path) -> Iterator[str]:
     for file in _walk(root):
-        rel = file.relative_to(root).as_posix()
-        name = file.name
-        in_requirements_dir = "requirements" in file.parent.name
-        if (
-            name == "pyproject.toml"
-            or name in LOCKS
-            or (name.endswith(".txt") and ("requirements" in name or in_requirements_dir))
-            or (
-                name.endswith(".in")
-                and (
-                    "requirements" in name
-                    or in_requirements_dir
-                    or file.with_suffix(".txt").is_file()
-                )
-            )
-        ):
-            yield rel
+        if _is_manifest(file):
+            yield file.relative_to(root).as_posix()
+
+
+def _is_manifest(file: Path) -> bool:
+    name = file.name
+    if name == "pyproject.toml" or name in LOCKS:
+        return True
+    named = "requirements" in name or "requirements" in file.parent.name
+    if name.endswith(".txt"):
+        return named or file.with_suffix(".in").is_file()
+    return name.endswith(".in") and (named or file.with_suffix(".txt").is_file())
 
 
 def _walk(folder: Path) -> Iterator[Path]:

@@ -18,7 +18,7 @@ from tomlkit.items import AoT, Array, InlineTable, String, Table
 
 from shipyard.deps.manifests.model import Change, Dependency, HashSource, ManifestKind
 from shipyard.deps.manifests.ranges import poetry_to_pep440
-from shipyard.deps.manifests.requirements import _exact, new_constraint, specifier_span
+from shipyard.deps.manifests.requirements import _exact, _first_line, new_constraint, specifier_span
 from shipyard.errors import DependencyError
 
 _Container = Array | Table | InlineTable | AoT
@@ -116,7 +116,7 @@ class Pyproject:
             except InvalidRequirement as exc:
                 raise DependencyError(
                     f"{self.path}: [{section}] item {item!r} is not a PEP 508 requirement "
-                    f"({exc}); write it as name[extras]<constraint>; marker."
+                    f"({_first_line(exc)}); write it as name[extras]<constraint>; marker."
                 ) from exc
             if req.url:
                 continue
@@ -187,8 +187,7 @@ def _set(dep: Dependency, container: _Container, key: int | str, change: Change)
     text = str(old)
     start, end = specifier_span(text)
     new_spec = new_constraint(dep, change)
-    separator = " " if start == end and new_spec and not text[:start].endswith(" ") else ""
-    container[key] = _like(old, text[:start] + separator + new_spec + text[end:])  # type: ignore[index]
+    container[key] = _like(old, text[:start] + new_spec + text[end:])  # type: ignore[index]
 
 
 def _poetry_constraint(dep: Dependency, change: Change) -> str:

@@ -69,7 +69,7 @@ def range_for(strategy: str | RangeStrategy, specifier: str, new_version: Versio
         out += _clause(how, clause, new_version)
     separator = ", " if ", " in text else ","
     result = separator.join(dict.fromkeys(out))
-    if not SpecifierSet(result).contains(new_version, prereleases=True):  # pragma: no cover
+    if not SpecifierSet(result).contains(new_version, prereleases=True):
         raise DependencyError(f"cannot make {specifier!r} admit {new_version}; pin it instead.")
     return result
 
@@ -110,18 +110,23 @@ def _clause(how: RangeStrategy, clause: Specifier, new: Version) -> list[str]:
         base = version.removesuffix(".*")
         if how is RangeStrategy.BUMP:
             return [f"=={_precision(base, new)}.*"]
-        return [f">={base}", f"<{_next(base, new)}"]
+        return [f">={_lower(base, new)}", f"<{_next(base, new)}"]
     if op == "==":
         return [f"=={new}"]
     if op == "~=":
         head = ".".join(version.split(".")[:-1])
         if how is RangeStrategy.BUMP:
             return [f"~={_precision(version, new, at_least=2)}"]
-        return [f">={version}", f"<{_next(head, new)}"]
+        return [f">={_lower(version, new)}", f"<{_next(head, new)}"]
     # >= and >: the floor
-    if how is RangeStrategy.BUMP:
+    if how is RangeStrategy.BUMP or not clause.contains(new, prereleases=True):
         return [f">={new}"]
     return [str(clause)]
+
+
+def _lower(floor: str, new: Version) -> str:
+    """The floor as written, or the new version when it lies below it."""
+    return str(new) if new < Version(floor) else floor
 
 
 def _poetry(how: RangeStrategy, op: str, old: Version, new: Version) -> str:
@@ -138,7 +143,7 @@ def _poetry(how: RangeStrategy, op: str, old: Version, new: Version) -> str:
     ceiling = Version(_next(ceiling_template, old))
     if old <= new < ceiling:
         return f"{op}{old}"  # already admitted: the caller keeps the text as written
-    return f">={old},<{_next(ceiling_template, new)}"
+    return f">={min(old, new)},<{_next(ceiling_template, max(old, new))}"
 
 
 def poetry_to_pep440(constraint: str) -> str:

@@ -143,7 +143,7 @@ class RequirementsFile:
                 return None  # a path or URL to an archive: nothing to update
             raise DependencyError(
                 f"{self.path}:{logical.first + 1}: cannot read requirement "
-                f"{requirement.strip()!r} ({exc}); fix the line (PEP 508: name[extras]"
+                f"{requirement.strip()!r} ({_first_line(exc)}); fix the line (PEP 508: name[extras]"
                 "<constraint>; marker)."
             ) from exc
         if req.url or head is None:
@@ -207,7 +207,7 @@ class RequirementsFile:
             (i, m) for i in range(logical.first, logical.last + 1)
             for m in _HASH.finditer(lines[i])
         ]  # fmt: skip
-        own_lines = [i for i, m in found if lines[i].strip().rstrip("\\").strip() == m.group(0)]
+        own_lines = [i for i, m in found if _bare(lines[i]) == m.group(0)]
         if found and len(own_lines) == len(found):
             # pip-compile's layout: one `--hash` per line, each but the last continued with `\`.
             first, last = own_lines[0], own_lines[-1]
@@ -304,3 +304,13 @@ def new_constraint(dep: Dependency, change: Change) -> str:
         f"{dep.location}: {dep.name}{dep.specifier} does not admit {change.new_version}; "
         "give the change a new specifier (range strategy)."
     )
+
+
+def _first_line(exc: Exception) -> str:
+    """packaging's parse errors draw a caret under the text; the first line says what is wrong."""
+    return str(exc).splitlines()[0].strip()
+
+
+def _bare(line: str) -> str:
+    """A physical line without its comment, continuation and surrounding space."""
+    return _COMMENT.sub("", line.rstrip("\r\n")).strip().removesuffix("\\").strip()

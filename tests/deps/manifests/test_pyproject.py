@@ -1,0 +1,118 @@
+"""pyproject.toml: every dependency table is read, and an edit changes only the version text."""
+
+from __future__ import annotations
+
+import pytest
+from packaging.version import Version
+
+from shipyard.deps.manifests import Change
+from shipyard.deps.manifests.pyproject import Pyproject
+from shipyard.errors import DependencyError
+
+from .conftest import FIXTURES
+
+TEXT = (FIXTURES / "pyproject" / "pyproject.toml").read_text(encoding="utf-8")
+
+
+def change(name: str, version: str, spec: str | None = None, section: str | None = None) -> Change:
+    return Change(
+        canonical_name=name,
+        manifest="pyproject.toml",
+        new_version=Version(version),
+        new_specifier=spec,
+        section=section,
+    )
+
+
+def no_hashes(name: str, version: Version) -> list[str]:
+    raise AssertionError("pyproject.toml has no hashes")
+
+
+def test_every_section_is_read() -> None:
+    deps = [
+        (d.section, d.name, d.specifier, d.pinned)
+        for d in Pyproject(path="pyproject.toml", text=TEXT).dependencies()
+    ]
+    assert deps == [
+        ("project.dependencies", "webkit", ">= 1.0, < 2", None),
+        ("project.dependencies", "tinyfmt", "==1.0.0", Version("1.0.0")),
+        ("project.dependencies", "colorize", ">=2.0", None),
+        ("project.dependencies", "helper", "", None),
+        ("project.optional-dependencies.speed", "speedups", "==1.0.0", Version("1.0.0")),
+        ("project.optional-dependencies.all", "service", "", None),
+        ("project.optional-dependencies.all", "colorize", "==2.0.0", Version("2.0.0")),
+        ("dependency-groups.test", "helper", "==1.1.0", Version("1.1.0")),
+        ("dependency-groups.lint", "colorize", "~=2.0", None),
+        ("tool.pdm.dev-dependencies.docs", "speedups", ">=1.0", None),
+        ("tool.poetry.dependencies", "webkit", "^1.0", None),
+        ("tool.poetry.dependencies", "tinyfmt", "1.0.0", Version("1.0.0")),
+        ("tool.poetry.group.dev.dependencies", "helper", "~1.1", None),
+    ]  # the URL dependency, the path dependency and python-dependent alternatives are not updatable
+    webkit = Pyproject(path="pyproject.toml", text=TEXT).dependencies()[0]
+    assert (webkit.extras, webkit.location) == (("fast",), "pyproject.toml [project.dependencies]")
+
+
+def test_pins_change_in_every_section_and_nothing_else() -> None:
+    manifest = Pyproject(path="pyproject.toml", text=TEXT)
+    new = manifest.apply(
+        [change("tinyfmt", "1.0.1"), change("speedups", "1.1.0", section="project.optional-dependencies.speed"),
+         change("helper", "1.2.0", section="dependency-groups.test")],
+        hashes=no_hashes,
+    )  # fmt: skip
+    expected = (
+        TEXT.replace("'tinyfmt==1.0.0',", "'tinyfmt==1.0.1',")
+        .replace('tinyfmt = "1.0.0"', 'tinyfmt = "1.0.1"')
+        .replace('speed = ["speedups==1.0.0"]', 'speed = ["speedups==1.1.0"]')
+        .replace('    "helper==1.1.0",', '    "helper==1.2.0",')
+    )
+    assert new == expected
+
+
+def test_ranges_take_new_specifiers_with_extras_markers_and_comments_kept() -> None:
+    manifest = Pyproject(path="pyproject.toml", text=TEXT)
+    new = manifest.apply(
+        [
+            change("webkit", "2.0.0", ">=2.0,<3", section="project.dependencies"),
+            change("webkit", "2.0.0", "^2.0", section="tool.poetry.dependencies"),
+            change("colorize", "2.1.0", ">=2.1", section="project.dependencies"),
+        ],
+        hashes=no_hashes,
+    )
+    expected = (
+        TEXT.replace('"webkit[fast] >= 1.0, < 2",', '"webkit[fast] >=2.0,<3",')
+        .replace(
+            '{ version = "^1.0", extras = ["fast"] }', '{ version = "^2.0", extras = ["fast"] }'
+        )
+        .replace('"colorize>=2.0 ; python_version', '"colorize>=2.1 ; python_version')
+    )
+    assert new == expected
+
+
+def test_a_dependency_without_a_constraint_gets_one() -> None:
+    new = Pyproject(path="pyproject.toml", text=TEXT).apply(
+        [change("helper", "1.2.0", ">=1.2", section="project.dependencies")], hashes=no_hashes
+    )
+    assert new == TEXT.replace('  "helper",\n', '  "helper>=1.2",\n')
+
+
+def test_poetry_ranges_that_admit_the_version_stay() -> None:
+    manifest = Pyproject(path="pyproject.toml", text=TEXT)
+    section = "tool.poetry.group.dev.dependencies"
+    assert manifest.apply([change("helper", "1.1.5", section=section)], hashes=no_hashes) == TEXT
+    with pytest.raises(DependencyError, match=r"helper = '~1.1' does not admit 1.2.0"):
+        manifest.apply([change("helper", "1.2.0", section=section)], hashes=no_hashes)
+
+
+def test_errors_name_the_file_and_the_fix() -> None:
+    with pytest.raises(DependencyError, match=r"pyproject.toml: not valid TOML"):
+        Pyproject(path="pyproject.toml", text="[project\n")
+    with pytest.raises(
+        DependencyError, match=r"\[project.dependencies\] item 'webkit>=<1' is not a PEP 508"
+    ):
+        Pyproject(
+            path="pyproject.toml", text='[project]\ndependencies = ["webkit>=<1"]\n'
+        ).dependencies()
+    with pytest.raises(DependencyError, match=r"\[project.dependencies\] must be an array"):
+        Pyproject(path="pyproject.toml", text='[project]\ndependencies = "webkit"\n').dependencies()
+    with pytest.raises(DependencyError, match=r"nosuch is not a dependency here"):
+        Pyproject(path="pyproject.toml", text=TEXT).apply([change("nosuch", "1")], hashes=no_hashes)
