@@ -2,6 +2,8 @@
 
 ``SHIPYARD_FAILPOINTS=merge.after_intent,merge.after_ref_update`` makes the process kill itself with
 SIGKILL when it reaches one of those points: no cleanup, no ``finally``, exactly like a power cut.
+Points in ``CUTS`` instead end the process's PostgreSQL session from the server's side, as a
+network cut or a server restart would, after a commit and before its answer is used.
 Unset (always, outside tests), a failpoint does nothing.
 """
 
@@ -9,6 +11,10 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 ENV = "SHIPYARD_FAILPOINTS"
 
@@ -29,3 +35,23 @@ def failpoint(name: str) -> None:
     armed = os.environ.get(ENV, "")
     if armed and name in armed.split(","):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+CUTS = (
+    "store.after_create_commit",
+    "store.after_append_commit",
+)
+"""Every point where the database session can be cut, after the transaction committed."""
+
+
+def cut_connection(name: str, conn: Connection) -> None:
+    """End ``conn``'s PostgreSQL session if ``name`` is listed in ``$SHIPYARD_FAILPOINTS``.
+
+    The server terminates the session itself, so the client sees exactly what a dropped
+    connection looks like; the caller's retry then has to cope with a commit it never heard of.
+    """
+    if name not in CUTS:
+        raise ValueError(f"unknown failpoint {name!r}; add it to CUTS")
+    armed = os.environ.get(ENV, "")
+    if armed and name in armed.split(",") and conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")

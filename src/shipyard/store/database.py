@@ -136,9 +136,10 @@ def migrate(engine: Engine) -> None:
 def retrying(engine: Engine, action: str, body: Callable[[], T]) -> T:
     """``body()``, tried again with backoff while PostgreSQL is unreachable (errors untranslated).
 
-    Each try is its own transaction, so a retried write happens at most once unless the server
-    committed it and the connection broke before it could say so (the caller then sees it twice).
-    SQLite waits on its busy timeout instead and is never retried here.
+    Each try is its own transaction. The server may have committed a try whose answer was lost
+    with the connection, so a retried write must recognise its own earlier commit: events carry an
+    append key for that (``Store.append``). SQLite waits on its busy timeout instead and is never
+    retried here.
     """
     deadline = time.monotonic() + RETRY_SECONDS
     pause = _RETRY_FIRST_PAUSE

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -20,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shipyard.errors import NotFound, StoreError
 from shipyard.events import Event, EventType, RunState, fold
+from shipyard.failpoints import cut_connection
 from shipyard.model import RunStatus, Task
 from shipyard.redaction import redact
 from shipyard.store import codec, database
@@ -78,13 +80,16 @@ class Store:
         with database.translate_errors(self.engine, "creating a run"):
             for _attempt in range(_ATTEMPTS):
                 chosen = run_id or new_run_id()
+                key = _new_key()
                 try:
                     database.retrying(
                         self.engine,
                         "creating a run",
-                        lambda: self._insert_run(chosen, task, task_data),  # noqa: B023
+                        lambda: self._insert_run(chosen, task, task_data, key),  # noqa: B023
                     )
                 except IntegrityError as exc:
+                    if self._created_with(chosen, key):
+                        return chosen  # a retry after a commit whose answer was lost
                     if run_id is not None:
                         raise StoreError(
                             f"a run {run_id} already exists; leave the run id out to get a new one."
@@ -93,42 +98,66 @@ class Store:
                 return chosen
         raise StoreError("could not find a free run id; check the system clock and try again.")
 
-    def _insert_run(self, run_id: str, task: Task, task_data: dict[str, Any]) -> None:
+    def _insert_run(self, run_id: str, task: Task, task_data: dict[str, Any], key: str) -> None:
         now = datetime.now(UTC)
-        with self._write() as conn:
-            conn.execute(
-                insert(runs_table).values(
-                    id=run_id,
-                    blueprint=task.blueprint,
-                    repo=str(task.repo),
-                    title=str(task_data.get("title", "")),
-                    source=task.source,
-                    requested_by=task.requested_by,
-                    created_at=now,
-                    task_json=codec.dumps(task_data),
+        with self._connection() as conn:
+            with conn.begin():
+                conn.execute(
+                    insert(runs_table).values(
+                        id=run_id,
+                        blueprint=task.blueprint,
+                        repo=str(task.repo),
+                        title=str(task_data.get("title", "")),
+                        source=task.source,
+                        requested_by=task.requested_by,
+                        created_at=now,
+                        task_json=codec.dumps(task_data),
+                    )
                 )
-            )
-            conn.execute(
-                insert(events_table).values(
-                    run_id=run_id,
-                    seq=1,
-                    type=EventType.RUN_CREATED.value,
-                    at=now,
-                    data_json=codec.dumps({"task": task_data}),
+                conn.execute(
+                    insert(events_table).values(
+                        run_id=run_id,
+                        seq=1,
+                        type=EventType.RUN_CREATED.value,
+                        at=now,
+                        data_json=codec.dumps({"task": task_data}),
+                        append_key=key,
+                    )
                 )
-            )
+            cut_connection("store.after_create_commit", conn)
 
-    def append(self, run_id: str, type_: EventType | str, data: dict[str, Any]) -> Event:
-        """Append one event to a run; its ``seq`` follows the run's last one without a gap."""
+    def _created_with(self, run_id: str, key: str) -> bool:
+        """Whether run ``run_id`` was created by the attempt that chose ``key``."""
+        query = select(events_table.c.append_key).where(
+            events_table.c.run_id == run_id, events_table.c.seq == 1
+        )
+
+        def read() -> bool:
+            with self._read(f"looking up run {run_id}") as conn:
+                return conn.execute(query).scalar_one_or_none() == key
+
+        return self._retrying_read(f"looking up run {run_id}", read)
+
+    def append(
+        self, run_id: str, type_: EventType | str, data: dict[str, Any], *, key: str | None = None
+    ) -> Event:
+        """Append one event to a run; its ``seq`` follows the run's last one without a gap.
+
+        Idempotent by ``key`` (a fresh one per call when not given): an append that finds an event
+        with its key already recorded (the server committed it, but the answer was lost with the
+        connection) returns that event instead of writing it again. The same key with a different
+        type or data is refused with StoreError.
+        """
         kind = _event_type(type_)
         payload = redact(codec.to_json(data))
+        append_key = key or _new_key()
         with database.translate_errors(self.engine, f"appending {kind} to run {run_id}"):
             for _attempt in range(_ATTEMPTS):
                 try:
                     return database.retrying(
                         self.engine,
                         f"appending {kind} to run {run_id}",
-                        lambda: self._insert_event(run_id, kind, payload),
+                        lambda: self._insert_event(run_id, kind, payload, append_key),
                     )
                 except IntegrityError:
                     continue  # another writer took this seq (one that does not lock): read again
@@ -137,27 +166,37 @@ class Store:
             "Try again."
         )
 
-    def _insert_event(self, run_id: str, kind: str, payload: dict[str, Any]) -> Event:
+    def _insert_event(self, run_id: str, kind: str, payload: dict[str, Any], key: str) -> Event:
         now = datetime.now(UTC)
-        with self._write() as conn:
-            # On PostgreSQL this row lock queues appends to one run; on SQLite, BEGIN IMMEDIATE
-            # has already queued every writer.
-            exists = conn.execute(
-                select(runs_table.c.id)
-                .where(runs_table.c.id == run_id)
-                .with_for_update(key_share=True)
-            ).first()
-            if exists is None:
-                raise _not_found(run_id)
-            last = conn.execute(
-                select(func.max(events_table.c.seq)).where(events_table.c.run_id == run_id)
-            ).scalar_one()
-            seq = int(last or 0) + 1
-            conn.execute(
-                insert(events_table).values(
-                    run_id=run_id, seq=seq, type=kind, at=now, data_json=codec.dumps(payload)
-                )
-            )
+        with self._connection() as conn:
+            with conn.begin():
+                # On PostgreSQL this row lock queues appends to one run; on SQLite, BEGIN
+                # IMMEDIATE has already queued every writer.
+                exists = conn.execute(
+                    select(runs_table.c.id)
+                    .where(runs_table.c.id == run_id)
+                    .with_for_update(key_share=True)
+                ).first()
+                if exists is None:
+                    raise _not_found(run_id)
+                earlier = conn.execute(
+                    select(events_table).where(
+                        events_table.c.run_id == run_id, events_table.c.append_key == key
+                    )
+                ).first()
+                if earlier is not None:
+                    return _same_event(earlier, kind, payload, key)
+                last = conn.execute(
+                    select(func.max(events_table.c.seq)).where(events_table.c.run_id == run_id)
+                ).scalar_one()
+                seq = int(last or 0) + 1
+                conn.execute(
+                    insert(events_table).values(
+                        run_id=run_id, seq=seq, type=kind, at=now,
+                        data_json=codec.dumps(payload), append_key=key,
+                    )
+                )  # fmt: skip
+            cut_connection("store.after_append_commit", conn)
         return Event(run_id=run_id, seq=seq, type=kind, at=now, data=payload)
 
     # --- reading -------------------------------------------------------------------------------
@@ -235,10 +274,15 @@ class Store:
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """A write transaction; callers translate errors, as some of them retry on conflicts."""
+        with self._connection() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """A connection whose transactions (``conn.begin()``) are write transactions."""
         with self.engine.connect() as conn:
             conn.execution_options(**{database.SQLITE_BEGIN: "BEGIN IMMEDIATE"})
-            with conn.begin():
-                yield conn
+            yield conn
 
     @contextmanager
     def _read(self, action: str) -> Iterator[Connection]:
@@ -275,6 +319,22 @@ def _events_of(
             )
         )
     return found
+
+
+def _new_key() -> str:
+    return uuid.uuid4().hex
+
+
+def _same_event(row: Any, kind: str, payload: dict[str, Any], key: str) -> Event:
+    """The recorded event ``row`` if it is the one being appended again; else StoreError."""
+    data = codec.loads(row.data_json)
+    if row.type != kind or data != codec.loads(codec.dumps(payload)):
+        raise StoreError(
+            f"run {row.run_id} already holds event {row.seq} ({row.type}) with append key "
+            f"{key!r}, and this append of {kind} differs from it; nothing was written. Give a "
+            "new event a new key."
+        )
+    return Event(run_id=row.run_id, seq=row.seq, type=row.type, at=codec.utc(row.at), data=data)
 
 
 def _exists(conn: Connection, run_id: str) -> bool:

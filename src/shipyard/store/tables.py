@@ -45,8 +45,12 @@ events = Table(
     Column("type", Text, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("data_json", Text, nullable=False),
+    # Chosen by the writer once per append (migration 0004_append_keys): a retry after a commit
+    # whose answer was lost finds its own event instead of writing it twice.
+    Column("append_key", Text, nullable=True),
     # Also the index every read of a run's events goes through.
     UniqueConstraint("run_id", "seq", name="uq_events_run_seq"),
+    Index("uq_events_run_append_key", "run_id", "append_key", unique=True),
 )
 
 # --- the service (migration 0002_service) ---------------------------------------------------------
