@@ -148,3 +148,18 @@ def test_unknown_change_type_lists_the_valid_ones(tmp_path: Path, repo: Path) ->
 def test_unknown_run_id(tmp_path: Path) -> None:
     assert_user_error(cli(tmp_path / "home", "runs", "show", "nope"), "shipyard runs list")
     assert_user_error(cli(tmp_path / "home", "review", "approve", "nope"), "shipyard runs list")
+
+
+def test_error_messages_keep_bracketed_config_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    """Messages name tables like ``[agent.external]``; rich must print them, not eat them as markup."""
+    import typer
+
+    from shipyard.console import guard
+    from shipyard.errors import ConfigError
+
+    def body() -> None:
+        raise ConfigError("shipyard.toml: [agent.external] adapter is missing; set it.")
+
+    with pytest.raises(typer.Exit):
+        guard(body)
+    assert "[agent.external] adapter is missing" in capsys.readouterr().err

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from shipyard.agent.adapters import ADAPTERS, get_adapter
@@ -17,23 +15,12 @@ from shipyard.agent.adapters.base import ToolEnvMissing
 from shipyard.agent.adapters.toolenv import install, locate, tools_root
 from shipyard.app import AgentRecord, App
 from shipyard.config import load_config, shipyard_home
-from shipyard.console import Progress, console, err_console, print_json, runs_table
-from shipyard.errors import ShipyardError
+from shipyard.console import Progress, console, guard, print_json, runs_table
 from shipyard.events import RunState
 from shipyard.model import ChangeType, RunStatus
 from shipyard.workspace import inspect_repo
 
 T = TypeVar("T")
-
-
-def guard(fn: Callable[[], T]) -> T:
-    """Like ``console.guard``, with the message printed as text: it names config tables such as
-    ``[agent.external]``, which rich would take for markup."""
-    try:
-        return fn()
-    except ShipyardError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(exc.exit_code) from None
 
 
 adapter_app = typer.Typer(

@@ -249,9 +249,13 @@ T = TypeVar("T")
 
 
 def guard(fn: Callable[[], T]) -> T:
-    """Run a command body; a user error becomes one red line and the error's exit code."""
+    """Run a command body; a user error becomes one red line and the error's exit code.
+
+    The message is printed as text: errors name config tables such as ``[agent.external]``, which
+    rich would otherwise take for markup and drop.
+    """
     try:
         return fn()
     except ShipyardError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(exc.exit_code) from None
