@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import SHIPYARD, shipyard_cli
+
+pytestmark = pytest.mark.slow
 
 
 def test_tokens_are_created_once_listed_without_secrets_and_revoked(tmp_path: Path) -> None:

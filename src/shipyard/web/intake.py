@@ -107,9 +107,21 @@ def _upload(app: App, kind: str, text: str) -> Path:
 def tasks_for(
     request: TaskRequest, repo: RepoRecord, app: App, *, requested_by: str, source: str
 ) -> list[Task]:
-    """The tasks a request stands for (deps: one per outdated pin; possibly none)."""
+    """The tasks a request stands for (deps: one per planned run; possibly none)."""
     where = Path(repo.path)
-    common = {"index_url": repo.index_url, "requested_by": requested_by, "source": source}
+
+    def agent(blueprint: str, title: str, params: dict[str, object], kind: ChangeType) -> Task:
+        return agent_task(
+            blueprint,
+            repo=where,
+            title=title,
+            params=params,
+            change_type=kind,
+            index_url=repo.index_url,
+            requested_by=requested_by,
+            source=source,
+        )
+
     match request:
         case SubmitRequest():
             return [
@@ -119,46 +131,28 @@ def tasks_for(
                     change_type=request.change_type,
                     title=request.title,
                     allow_removed_tests=request.allow_removed_tests,
-                    **common,  # type: ignore[arg-type]
+                    index_url=repo.index_url,
+                    requested_by=requested_by,
+                    source=source,
                 )
             ]
         case AgentTaskRequest():
             title = request.title or request.task.splitlines()[0][:72]
-            params: dict[str, object] = {"task": request.task}
-            kind = request.change_type
-            return [_agent("task", where, title, params, kind, common)]
+            return [agent("task", title, {"task": request.task}, request.change_type)]
         case FixTestsRequest():
-            params = {"tests": request.tests}
-            return [_agent("fix-tests", where, "Fix failing tests", params, None, common)]
+            params: dict[str, object] = {"tests": request.tests}
+            return [agent("fix-tests", "Fix failing tests", params, ChangeType.BUGFIX)]
         case LintFixRequest():
-            kind = ChangeType.FORMATTING
-            return [_agent("lint-fix", where, "Fix lint findings", {}, kind, common)]
+            return [agent("lint-fix", "Fix lint findings", {}, ChangeType.FORMATTING)]
         case CiFixRequest():
             params = {"log": str(_upload(app, "log", request.log))}
-            return [_agent("ci-fix", where, "Fix the failing check", params, None, common)]
+            return [agent("ci-fix", "Fix the failing check", params, ChangeType.BUGFIX)]
         case DepsRequest():
             plan = app.plan_deps(repo=where, index_url=repo.index_url)
-            return deps_tasks(plan, **common)  # type: ignore[arg-type]
-
-
-def _agent(
-    blueprint: str,
-    repo: Path,
-    title: str,
-    params: dict[str, object],
-    change_type: ChangeType | None,
-    common: dict[str, str | None],
-) -> Task:
-    return agent_task(
-        blueprint,
-        repo=repo,
-        title=title,
-        params=params,
-        change_type=change_type or ChangeType.BUGFIX,
-        index_url=common["index_url"],
-        requested_by=common["requested_by"],
-        source=common["source"] or "api",
-    )
+            return deps_tasks(
+                plan, index_url=repo.index_url, requested_by=requested_by, source=source
+            )
+    raise AssertionError(f"unhandled task request {request!r}")  # pragma: no cover
 
 
 def start(
