@@ -44,6 +44,15 @@ def test_private_keys_and_secret_named_fields_are_masked_whole() -> None:
     }
 
 
+def test_shipyard_api_tokens_are_masked_without_a_bearer_prefix() -> None:
+    import secrets
+
+    token = "shy_" + secrets.token_urlsafe(32)
+    out = redact_text(f"curl -H 'X: {token}' and {token}.")
+    assert token not in out
+    assert token[4:] not in out
+
+
 def test_ordinary_text_is_untouched() -> None:
     text = "tests.test_pricing::test_price_label_in_euros failed: assert '€1.234,50' == '€1,234.50'"
     assert redact_text(text) == text
