@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import re
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -65,13 +66,28 @@ class _Runner:
             cwd=posixpath.join(WORKSPACE, cwd) if cwd else WORKSPACE,
         )  # fmt: skip
         if not result.ok:
-            output = (result.stderr.strip() or result.stdout.strip()).splitlines()
-            tail = " | ".join(line.strip() for line in output[-6:] if line.strip())
-            why = "it took too long" if result.timed_out else tail or f"exit {result.exit_code}"
+            why = "it took too long" if result.timed_out else explain(result.stderr, result.stdout)
             raise DependencyError(
                 f"{what} failed: {why}. Check that the versions asked for exist on the index "
                 "and that the project's constraints admit them."
             )
+
+
+_TELLING = re.compile(
+    r"^\s*(?:ERROR|error|Could not find|No matching|Because|\u00d7|\u2570\u2500\u25b6|The conflict is caused by"
+    r"|cause:|And because|Unable to find|Package .* not found|.*SolverProblemError|\[\w+Error\])"
+)
+_NOISE = re.compile(r"^\s*(?:Traceback|File \"|\^+$|raise |During handling)")
+
+
+def explain(stderr: str, stdout: str = "") -> str:
+    """The lines of a resolver's output that say what went wrong (not its traceback)."""
+    lines = [line.strip() for line in f"{stderr}\n{stdout}".splitlines() if line.strip()]
+    telling = [line for line in lines if _TELLING.match(line)]
+    if not telling:
+        telling = [line for line in lines if not _NOISE.match(line)][-3:]
+    text = " | ".join(dict.fromkeys(telling[:6])).rstrip(".")
+    return text or "the tool failed without a message"
 
 
 _BASE_ENV = {
@@ -124,6 +140,7 @@ def apply_changes(
     naming the file and the tool's explanation when an edit or a resolution fails; the workspace may
     then hold partial edits, which the caller discards.
     """
+    grants_for(index_url)  # refuse an unusable index before touching anything
     manifests = {m.path: m for m in discover(workspace)}
     unknown = sorted({c.manifest for c in changes} - set(manifests))
     if unknown:
@@ -169,6 +186,7 @@ def refresh_locks(
 ) -> list[str]:
     """Lock file maintenance: re-resolve every lock file (or ``files``) to the newest versions its
     manifests admit, transitive pins included. Returns the repo-relative paths that changed."""
+    grants_for(index_url)
     manifests = [
         m for m in discover(workspace)
         if (m.kind in LOCK_KINDS or m.compiled_from is not None)
@@ -232,7 +250,7 @@ def _compile(
         argv = [UV, "pip", "compile", *options, *sources, "--output-file", output, *moves]
         env = {"UV_INDEX_URL": runner.index_url, "UV_PYTHON": python}
     else:
-        argv = [f"{TOOLS_DIR}/bin/python", "-m", "piptools", "compile", *options, *sources]
+        argv = [f"{TOOLS_DIR}/bin/python", "-I", "-m", "piptools", "compile", *options, *sources]
         argv += ["--output-file", output, "--cache-dir", "/tmp/pip-tools", *moves]
         env = {"PIP_INDEX_URL": runner.index_url}
     original = manifest.text
@@ -283,7 +301,7 @@ def _poetry_lock(
     everything: bool,
 ) -> None:
     folder = posixpath.dirname(lock.path)
-    argv = [f"{LOCK_TOOLS_DIR}/poetry/bin/python", "-m", "poetry", "lock", "--no-interaction"]
+    argv = [f"{LOCK_TOOLS_DIR}/poetry/bin/python", "-I", "-m", "poetry", "lock", "--no-interaction"]
     env = {
         "POETRY_CACHE_DIR": "/tmp/poetry-cache",
         "POETRY_VIRTUALENVS_CREATE": "false",
@@ -309,7 +327,7 @@ def _pdm_lock(
     everything: bool,
 ) -> None:
     folder = posixpath.dirname(lock.path)
-    argv = [f"{LOCK_TOOLS_DIR}/pdm/bin/python", "-m", "pdm", "lock", "-G", ":all"]
+    argv = [f"{LOCK_TOOLS_DIR}/pdm/bin/python", "-I", "-m", "pdm", "lock", "-G", ":all"]
     env = {
         "PDM_PYPI_URL": runner.index_url,
         "PDM_CACHE_DIR": "/tmp/pdm-cache",
