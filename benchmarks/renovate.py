@@ -14,7 +14,7 @@ it reads the same requirements files as shipyard. Updates come from its ``packag
 updates`` record, its phases from ``Repository timing splits``.
 
 Each repetition interleaves the tools. ``cold``: a fresh Renovate ``--cache-dir`` and a fresh
-``SHIPYARD_HOME`` for every run; ``warm``: each tool reuses the cache of its previous run. Wall
+``SHIPYARD_HOME`` for every run; ``warm``: each tool reuses the caches of its last cold run. Wall
 time is measured around the whole process (Node or Python start-up included).
 
     .venv/bin/python benchmarks/renovate.py [--repeat 3] [--only flask]
@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -106,8 +107,8 @@ class Bench:
         self, name: str, repo: Path, index_url: str, renovate_index: str | None
     ) -> dict[str, Any]:
         """Every run on one repository: Renovate per configuration and shipyard per variant,
-        interleaved, ``repeat`` times cold, then ``repeat`` times warm after one run that fills
-        the caches."""
+        interleaved, ``repeat`` times cold (each with fresh caches), then ``repeat`` times warm
+        (reusing the caches of the last cold run)."""
         configs = {}
         for key, base in CONFIGS.items():
             path = self.work / f"{name}-{key}.json"
@@ -128,9 +129,9 @@ class Bench:
         errors: list[str] = []
         loads: list[float] = []
         for mode in ("cold", "warm"):
-            for rep in range(self.repeat + (1 if mode == "warm" else 0)):
-                slot = f"{rep}" if mode == "cold" else "w"
-                fill = mode == "warm" and rep == 0  # fills the caches the warm runs reuse
+            for rep in range(self.repeat):
+                # Warm runs reuse the caches the last cold run filled.
+                slot = f"{rep}" if mode == "cold" else f"{self.repeat - 1}"
                 loads.append(os.getloadavg()[0])
                 for key, config in configs.items():
                     cache = self.work / f"{name}-{key}-cache" / slot
@@ -140,7 +141,7 @@ class Bench:
                         errors.append(
                             f"renovate/{key} exited {timed.returncode}: {timed.stderr[-500:]}"
                         )
-                    elif not fill:
+                    else:
                         timings[f"renovate/{key}"][mode].append(timed.seconds)
                         cpu[f"renovate/{key}"][mode].append(timed.cpu_seconds)
                         splits[key][mode].append(timing_splits(recs))
@@ -153,7 +154,7 @@ class Bench:
                         errors.append(
                             f"shipyard/{key} exited {timed.returncode}: {timed.stderr[-800:]}"
                         )
-                    elif not fill:
+                    else:
                         timings[f"shipyard/{key}"][mode].append(timed.seconds)
                         cpu[f"shipyard/{key}"][mode].append(timed.cpu_seconds)
                         outputs[key].append(timed.stdout)
@@ -193,10 +194,19 @@ class Bench:
             result["tools"][tool] = data
         facts = IndexFacts(index_url)
         result["comparisons"] = {}
+        unlimited = outputs.get(GOAL_SHIPYARD) or []
+        held = (
+            frozenset(f.pair for f in shipyard_findings(unlimited[0]).updates)
+            if unlimited
+            else frozenset()
+        )
         for ours, theirs in COMPARISONS:
             if outputs[ours] and theirs in records:
                 result["comparisons"][f"shipyard/{ours} vs renovate/{theirs}"] = compare(
-                    dependencies(records[theirs]), shipyard_findings(outputs[ours][0]), facts
+                    dependencies(records[theirs]),
+                    shipyard_findings(outputs[ours][0]),
+                    facts,
+                    held=held if ours != GOAL_SHIPYARD else frozenset(),
                 )
         return result
 
@@ -304,7 +314,7 @@ def main() -> None:
     for sdist in PROJECTS:
         repos.append(
             (
-                f"{sdist.name}-{sdist.version}",
+                sdist.key,
                 lambda d, s=sdist: sdist_repo(s, BUILD / "benchmarks" / "sdists", d),
                 PYPI_SIMPLE,
                 f"{sdist.filename} (sha256 {sdist.sha256[:12]}…): {sdist.why}",
@@ -318,6 +328,8 @@ def main() -> None:
     startup = start_up(renovate, args.repeat)
     print(f"start-up alone (median): {startup}")
     wanted = set(args.only or [])
+    shutil.rmtree(OUT / "renovate-logs", ignore_errors=True)
+    OUT.mkdir(parents=True, exist_ok=True)
     results = []
     with serve(index_dir) as index, tempfile.TemporaryDirectory(prefix="shipyard-renovate-") as tmp:
         work = Path(tmp)
@@ -354,7 +366,6 @@ def main() -> None:
         "shipyard_with_system_ca": index_needs_ca,
         "repositories": results,
     }
-    OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "renovate.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
     (OUT / "renovate.md").write_text(table)

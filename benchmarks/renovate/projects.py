@@ -28,6 +28,13 @@ class Sdist:
     filename: str
     sha256: str
     why: str
+    edits: tuple[tuple[str, str, str], ...] = ()
+    """(file, old text, new text) applied before the commit, for a labelled variant."""
+    label: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.label or f"{self.name}-{self.version}"
 
 
 PROJECTS = (
@@ -54,6 +61,16 @@ PROJECTS = (
         "d1c9ce28e2bab386daf452cfca34b16ede4e4da9c49ea72474b2eb21f25b11b7",
         "requirements.txt and requirements-dev.txt at the root: lower bounds, upper bounds "
         "(click <8.2, sqlalchemy <2.0, jsonschema <5.0.0), exclusions, extras and markers",
+    ),
+    Sdist(
+        "celery",
+        "5.2.7",
+        "celery-5.2.7.tar.gz",
+        "fafbd82934d30f8a004f81e8f7a062e31413a23d444be8ee3326553915958c6d",
+        "the same with requirements/dev.txt's first line, 'pytz>dev' (not PEP 508: 'dev' is no "
+        "version), removed: shipyard stops at that line, Renovate skips it",
+        edits=(("requirements/dev.txt", "pytz>dev\n", ""),),
+        label="celery-5.2.7-without-pytz-dev",
     ),
 )
 
@@ -138,4 +155,10 @@ def sdist_repo(sdist: Sdist, cache: Path, dest: Path) -> Path:
             member.name = str(Path(*parts))
             members.append(member)
         tar.extractall(dest, members=members, filter="data")
+    for name, old, new in sdist.edits:
+        path = dest / name
+        text = path.read_text()
+        if old not in text:
+            raise RuntimeError(f"{sdist.filename}: {name} has no {old!r} to edit")
+        path.write_text(text.replace(old, new, 1))
     return git_repo(dest)

@@ -166,3 +166,65 @@ def test_shipyard_output_as_one_document_with_skipped_dependencies() -> None:
     out = shipyard_findings(json.dumps(doc))
     assert [(f.package, f.target) for f in out.updates] == [("six", "1.17.0")]
     assert out.skipped[0]["reason"] == "ignored by the rules"
+
+
+def test_a_range_renovate_leaves_and_the_open_run_limit_are_told_apart() -> None:
+    # Values as Renovate logged them for Prefect 2.10.0's requirements.txt, where it widens
+    # "click >= 8.0, < 8.2" but lists no update for the SQLAlchemy range.
+    record = {
+        "msg": "packageFiles with updates",
+        "config": {
+            "pip_requirements": [
+                {
+                    "packageFile": "requirements.txt",
+                    "deps": [
+                        {"depName": "sqlalchemy", "packageName": "sqlalchemy",
+                         "currentValue": ">= 1.4.22, != 1.4.33, < 2.0",
+                         "currentVersion": "1.4.54", "datasource": "pypi", "updates": []},
+                        {"depName": "jsonschema", "packageName": "jsonschema",
+                         "currentValue": ">=3.2.0", "currentVersion": "4.26.0",
+                         "datasource": "pypi", "updates": []},
+                        {"depName": "click", "packageName": "click",
+                         "currentValue": "==8.0.0", "currentVersion": "8.0.0",
+                         "datasource": "pypi",
+                         "updates": [{"newVersion": "8.5.1", "newValue": "==8.5.1",
+                                      "updateType": "minor"}]},
+                    ],
+                }
+            ]
+        },
+    }  # fmt: skip
+    deps = dependencies([record])
+    out = shipyard_findings(
+        _shipyard(
+            {
+                "package": "SQLAlchemy",
+                "manifest": "requirements.txt",
+                "current": "1.4.54",
+                "target": "2.1.9",
+                "update_type": "major",
+            },
+            {
+                "package": "jsonschema",
+                "manifest": "requirements.txt",
+                "current": "4.26.0",
+                "target": "4.26.1",
+                "update_type": "patch",
+            },
+        )
+    )
+    result = compare(deps, out, held=frozenset({("requirements.txt", "click")}))
+    by = {d["package"]: d for d in result["differences"]}
+    assert by["sqlalchemy"]["category"] == "range Renovate does not widen"
+    assert "!=" in by["sqlalchemy"]["explanation"]
+    assert by["jsonschema"]["category"] == "range already admits the target"
+    assert by["click"]["category"] == "held back by shipyard's open-run limit"
+    assert result["renovate_pairs_missed_by_shipyard"] == 1
+
+
+def test_lock_maintenance_records_are_not_updates() -> None:
+    lock = {"package": None, "manifest": None, "current": None, "target": None,
+            "update_type": "lock-maintenance", "run": {"kind": "lock"}}  # fmt: skip
+    out = shipyard_findings(_shipyard(lock))
+    assert out.updates == []
+    assert out.skipped == [lock]
