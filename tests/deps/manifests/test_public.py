@@ -7,10 +7,10 @@ import shipyard.deps.manifests
 
 def test_public_names_are_pinned() -> None:
     assert sorted(shipyard.deps.manifests.__all__) == [
-        "LOCK_KINDS",
         "Change",
         "Dependency",
         "HashSource",
+        "LOCK_KINDS",
         "LockTools",
         "Manifest",
         "ManifestKind",
