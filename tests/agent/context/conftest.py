@@ -232,3 +232,8 @@ def _has_user(name: str) -> bool:
     except KeyError:
         return False
     return True
+
+
+@pytest.fixture(autouse=True)
+def _retrieval_not_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHIPYARD_RETRIEVAL", raising=False)

@@ -132,3 +132,22 @@ def test_retrieval_settings_are_read_from_the_agent_table() -> None:
     assert loaded.config.agent.retrieval == RetrievalConfig(
         mode="on", top_k=3, max_tokens=900, min_score=0.3
     )
+
+
+def test_the_host_switch_turns_retrieval_off_and_a_wrong_value_is_named(
+    small_repo: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, commit = small_repo
+    monkeypatch.setenv("SHIPYARD_RETRIEVAL", "off")
+    ctx = gather_context(
+        repo, commit, TASK, store=None, repo=None, budget_tokens=8000,
+        retrieval=RetrievalConfig(mode="on"), home=tmp_path,
+    )  # fmt: skip
+    assert "retrieval" not in [s.name for s in ctx.sections]
+    assert not (tmp_path / "retrieval.db").exists()
+    monkeypatch.setenv("SHIPYARD_RETRIEVAL", "no")
+    with pytest.raises(ConfigError, match=r"\$SHIPYARD_RETRIEVAL is 'no'; set it to 'off'"):
+        gather_context(
+            repo, commit, TASK, store=None, repo=None, budget_tokens=8000,
+            retrieval=RetrievalConfig(), home=tmp_path,
+        )  # fmt: skip

@@ -134,10 +134,12 @@ def open_retriever(
     off on this host. When the store is PostgreSQL without
     pgvector, the vectors go to the SQLite cache under ``home`` (noted).
     """
+    if config.mode == "off":
+        return None, None
     host = os.environ.get(HOST_SWITCH, "")
     if host not in ("", "off"):
         raise ConfigError(f"${HOST_SWITCH} is {host!r}; set it to 'off' or leave it unset.")
-    if config.mode == "off" or host == "off":
+    if host == "off":
         return None, None
     missing = embedding_model_missing()
     if missing is not None:

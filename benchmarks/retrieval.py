@@ -1,0 +1,138 @@
+"""Retrieval by local embeddings on a repository of realistic size: shipyard's own code and docs.
+
+Measures loading the model, indexing cold (a fresh cache) and warm (nothing changed), query latency
+(embedding the query and the exact search), and recall@k on a small labelled set of questions whose
+answer is a known file: a question counts as found at k when one of the top k chunks is in it.
+
+    .venv/bin/python benchmarks/retrieval.py [--repo .] [--paths src docs] [--pg URL] [--json]
+
+``--pg`` also measures pgvector in that PostgreSQL database (which needs the vector extension).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+from shipyard.agent.context.embeddings import load_embedder  # noqa: E402
+from shipyard.agent.context.retrieval import Retriever  # noqa: E402
+from shipyard.agent.context.rules import CommitTree  # noqa: E402
+from shipyard.agent.context.vectors import PgVectors, SqliteVectors, Vectors  # noqa: E402
+
+LABELLED: dict[str, tuple[str, ...]] = {
+    "the most conservative action wins when policy rules disagree": (
+        "src/shipyard/policy/decide.py",
+    ),
+    "match changed paths against gitignore-style patterns": ("src/shipyard/policy/guardrails.py",),
+    "bubblewrap command line with the workspace mounted and no network": (
+        "src/shipyard/sandbox/bwrap.py",
+    ),
+    "proxy that lets a sandbox reach only allowlisted hosts": ("src/shipyard/sandbox/egress.py",),
+    "summarise older turns when the context window is nearly full": (
+        "src/shipyard/agent/compaction.py",
+    ),
+    "stop the agent when it runs out of steps, tokens, money or time": (
+        "src/shipyard/agent/budget.py",
+    ),
+    "rebase, re-verify and merge each change exactly once per target branch": (
+        "src/shipyard/delivery/queue.py",
+    ),
+    "coverage delta between the baseline and the change": ("src/shipyard/gates/coverage.py",),
+    "tests present at baseline and missing or skipped after the change count as failed": (
+        "src/shipyard/gates/integrity.py",
+        "src/shipyard/gates/integrity_python.py",
+    ),
+    "mask secrets in logs, events and transcripts": ("src/shipyard/redaction.py",),
+    "PageRank over files that use each other's names": ("src/shipyard/agent/context/repomap.py",),
+    "roll back automatically when the error rate rises after a merge": (
+        "src/shipyard/rollout/health.py",
+        "src/shipyard/rollout/runner.py",
+        "docs/rollout.md",
+    ),
+    "Prometheus metrics for runs and decisions": ("src/shipyard/web/metrics.py",),
+    "run blueprints on Celery workers with a Redis or RabbitMQ broker": (
+        "src/shipyard/executor/celery.py",
+    ),
+    "the OpenAI-compatible provider retries rate limits with backoff": (
+        "src/shipyard/agent/providers/openai_compat.py",
+        "src/shipyard/agent/providers/base.py",
+    ),
+}
+"""Questions and the files that answer them."""
+KS = (1, 5, 10)
+
+
+def scoped_tree(repo: Path, prefixes: list[str]) -> CommitTree:
+    tree = CommitTree.at(repo, "HEAD")
+    keep = {p: e for p, e in tree.entries.items() if p.startswith(tuple(prefixes))}
+    return CommitTree(tree.workspace, tree.commit, keep)
+
+
+def measure(retriever: Retriever, tree: CommitTree) -> dict[str, object]:
+    cold = retriever.index(tree)
+    warm = retriever.index(tree)
+    latencies, found = [], dict.fromkeys(KS, 0)
+    for _round in range(3):
+        for question, answers in LABELLED.items():
+            began = time.perf_counter()
+            matches = retriever.search(tree, question, k=max(KS))
+            latencies.append(time.perf_counter() - began)
+            if _round == 0:
+                for k in KS:
+                    found[k] += any(m.path in answers for m in matches[:k])
+    latencies.sort()
+    return {
+        "backend": retriever.vectors.backend,
+        "files": cold.files,
+        "chunks": cold.embedded + cold.reused,
+        "cold_index_s": cold.seconds,
+        "chunks_per_s": round((cold.embedded + cold.reused) / max(cold.seconds, 1e-9), 1),
+        "warm_index_s": warm.seconds,
+        "warm_embedded": warm.embedded,
+        "query_median_ms": round(1000 * statistics.median(latencies), 1),
+        "query_p95_ms": round(1000 * latencies[int(0.95 * (len(latencies) - 1))], 1),
+        **{f"recall@{k}": round(found[k] / len(LABELLED), 3) for k in KS},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repo", type=Path, default=ROOT)
+    parser.add_argument("--paths", nargs="*", default=["src/", "docs/"])
+    parser.add_argument("--pg", help="a PostgreSQL URL with pgvector, to measure it too")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    began = time.perf_counter()
+    embedder = load_embedder()
+    load_s = time.perf_counter() - began
+    tree = scoped_tree(args.repo, args.paths)
+    rows = []
+    with tempfile.TemporaryDirectory() as home:
+        stores: list[Vectors] = [SqliteVectors(Path(home) / "retrieval.db")]
+        if args.pg:
+            stores.append(PgVectors(args.pg))
+        for vectors in stores:
+            retriever = Retriever(embedder, vectors)
+            try:
+                rows.append(measure(retriever, tree))
+            finally:
+                retriever.close()
+    result = {"commit": tree.commit[:12], "model": embedder.name, "load_s": round(load_s, 2),
+              "questions": len(LABELLED), "results": rows}  # fmt: skip
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"model {embedder.name} loaded in {load_s:.1f} s; {tree.commit[:12]}, {args.paths}")
+    for row in rows:
+        print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
