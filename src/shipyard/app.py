@@ -214,7 +214,7 @@ class App:
             source=loaded.source_name,
         )
         ctx.emit(EventType.REVIEW_APPROVED, {"by": who, "comment": comment})
-        queue = MergeQueue(forge, home=self.home)
+        queue = MergeQueue(forge, home=self.home, store=self.store)
         try:
             queue.land(
                 ctx,

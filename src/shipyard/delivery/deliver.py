@@ -34,7 +34,7 @@ def deliver_decision(ctx: RunContext, reverify: Reverify | None = None) -> str:
     workspace: Workspace = ctx.values["workspace"]
     target: str = ctx.values["target"]
     forge = get_forge("local", ctx.values["repo_info"].path)
-    queue = MergeQueue(forge, home=ctx.home)
+    queue = MergeQueue(forge, home=ctx.home, store=ctx.store)
     if decision.action is Action.HALT:
         first = decision.reasons[0].message if decision.reasons else "halted by policy"
         ctx.emit(EventType.RUN_HALTED, {"reason": first, "workspace": str(workspace.path)})

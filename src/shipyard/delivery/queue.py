@@ -1,7 +1,8 @@
 """The merge queue: the only way a run's change lands on a protected branch, exactly once.
 
-Merges into one target are serialised by a lock per (repository, target). Under the lock the queue
-first looks for the run's ``Shipyard-Run`` trailer in the target's history, so a retry after a crash
+Merges into one target are serialised by a lock per (repository, target): a PostgreSQL advisory
+lock when the store is PostgreSQL (workers on different hosts share it), always with a file lock
+under the shipyard home beneath it (one host). Under the lock the queue first looks for the run's ``Shipyard-Run`` trailer in the target's history, so a retry after a crash
 records the earlier merge instead of merging again. If the target moved since the change was
 verified, the change is rebased onto it; a different tree is verified again and the policy decides
 again before anything lands. A conflict becomes a review naming the conflicting files.
@@ -28,6 +29,8 @@ from shipyard.forge import Forge, get_forge
 from shipyard.forge.local import TRAILER
 from shipyard.model import Action, Decision
 from shipyard.rollout.start import begin_if_configured
+from shipyard.store import Store
+from shipyard.store.locks import AdvisoryLock, shared_locks
 
 log = logging.getLogger(__name__)
 
@@ -65,39 +68,55 @@ def with_trailer(message: str, run_id: str) -> str:
 class MergeQueue:
     """Serialises every merge into a target branch of one forge; see the module docstring."""
 
-    def __init__(self, forge: Forge, *, home: Path, wait_seconds: float = 1800.0) -> None:
+    def __init__(
+        self,
+        forge: Forge,
+        *,
+        home: Path,
+        store: Store | None = None,
+        wait_seconds: float = 1800.0,
+    ) -> None:
         self.forge = forge
         self.locks = home / "locks"
+        self.store = store
         self.wait_seconds = wait_seconds
 
     @contextlib.contextmanager
     def lock(self, target: str, *, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
-        """Hold the queue of ``target``; waits for another process holding it, up to a limit."""
+        """Hold the queue of ``target``; waits for another process holding it, up to a limit.
+
+        With a PostgreSQL store the advisory lock comes first (every host), then the file lock
+        (this host, and callers that name no store); always in that order, so they cannot
+        deadlock.
+        """
         self.locks.mkdir(parents=True, exist_ok=True)
-        key = hashlib.sha256(f"{self.forge.url}\0{target}".encode()).hexdigest()[:24]
-        path = self.locks / f"merge-{key}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            deadline = time.monotonic() + self.wait_seconds
-            waited = False
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if not waited and on_wait is not None:
-                        on_wait()
-                    waited = True
-                    if time.monotonic() > deadline:
-                        raise DeliveryError(
-                            f"the merge queue of {target} stayed busy for {self.wait_seconds:g} s; "
-                            "nothing was merged. Check for a stuck shipyard process, then run "
-                            "`shipyard recover`."
-                        ) from None
-                    time.sleep(0.1)
+        name = f"{self.forge.url}\0{target}"
+        deadline = time.monotonic() + self.wait_seconds
+        waited: list[bool] = []
+
+        def waiting() -> None:
+            if not waited and on_wait is not None:
+                on_wait()
+            waited.append(True)
+            if time.monotonic() > deadline:
+                raise DeliveryError(
+                    f"the merge queue of {target} stayed busy for {self.wait_seconds:g} s; "
+                    "nothing was merged. Check for a stuck shipyard process, then run "
+                    "`shipyard recover`."
+                )
+            time.sleep(0.1)
+
+        with contextlib.ExitStack() as held:
+            if self.store is not None and shared_locks(self.store):
+                shared = held.enter_context(AdvisoryLock(self.store, f"merge-queue\0{name}"))
+                while not shared.try_acquire():
+                    waiting()
+            key = hashlib.sha256(name.encode()).hexdigest()[:24]
+            fd = os.open(self.locks / f"merge-{key}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            held.callback(os.close, fd)  # closing releases the lock
+            while not _try_flock(fd):
+                waiting()
             yield
-        finally:
-            os.close(fd)  # closing releases the lock
 
     def land(
         self,
@@ -120,11 +139,12 @@ class MergeQueue:
         """
         waiting = f"waiting for the merge queue of {into}: another run is merging"
         with self.lock(into, on_wait=lambda: ctx.log(waiting)):
-            done = self.forge.find_merge(into, ctx.run_id)
-            if done is not None:
-                return self._merged(ctx, branch=branch, into=into, commit=done, event=event)
             reverified = False
             for _ in range(MAX_ATTEMPTS):
+                # Again after a lost race too: whoever moved the target may have merged this run.
+                done = self.forge.find_merge(into, ctx.run_id)
+                if done is not None:
+                    return self._merged(ctx, branch=branch, into=into, commit=done, event=event)
                 current = self.forge.branch_head(into)
                 if current is None:
                     raise DeliveryError(f"there is no branch {into}; nothing was merged.")
@@ -271,6 +291,14 @@ class MergeQueue:
         return Landing(outcome="halted", detail=reason)
 
 
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 def _start_rollout(ctx: RunContext, target: str, commit: str) -> None:
     """Begin the staged rollout of a merged change when its repository configures one."""
     try:
@@ -294,8 +322,8 @@ def recover(ctx_for: Callable[[str], RunContext], runs: list[RunState], *, home:
         forge = get_forge("local", Path(state.task["repo"]))
         target = str(intent.get("target") or "")
         branch = str(intent.get("branch") or state.branch or "")
-        queue = MergeQueue(forge, home=home)
         ctx = ctx_for(state.run_id)
+        queue = MergeQueue(forge, home=home, store=ctx.store)
         with queue.lock(target):
             fresh = ctx.store.state(state.run_id)
             if not fresh.pending_intent:

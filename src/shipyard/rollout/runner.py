@@ -256,7 +256,7 @@ class RolloutRunner:
             f"Reverted-Merge: {p.commit}"
         )
         try:
-            with MergeQueue(forge, home=self.home).lock(p.target):
+            with MergeQueue(forge, home=self.home, store=self.store).lock(p.target):
                 revert = forge.revert(p.target, p.commit, message=message, run_id=run_id)
         except (DeliveryError, RepositoryError) as exc:
             self._stop(run_id, f"the change breached its health threshold ({reason}) but could "
