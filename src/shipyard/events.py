@@ -24,7 +24,8 @@ class EventType(StrEnum):
     NODE_FAILED = "node.failed"  # node, error
     CHANGE_COMMITTED = "change.committed"  # branch, commit, base
     CHANGE_CLASSIFIED = "change.classified"  # declared, observed, change_type, note, evidence
-    GATE_FINISHED = "gate.finished"  # gate, phase: baseline | change | verdict, passed, facts
+    GATE_FINISHED = "gate.finished"  # gate, phase: baseline | change | verdict, passed, facts (tests
+    # at baseline and change: sandbox_start_seconds, the start-up of a fresh sandbox for the gates)
     TESTS_FLAKY = "tests.flaky"  # repo, tests, commit: tests that failed, then passed on a re-run
     DECISION_MADE = "decision.made"  # action, reasons: [{rule, action, message}], inputs, policy
     DELIVERY_INTENT = "delivery.intent"  # action, key: recorded before an irreversible step

@@ -3,6 +3,7 @@ events, gates and diff, and take it through the review queue into the repository
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -157,7 +158,8 @@ def test_metrics_summary_counts_the_changes(server: Server) -> None:
 
 
 def test_prometheus_metrics_show_runs_gates_and_requests(server: Server) -> None:
-    server.wait(server.submit(new_feature("measured"), title="for metrics"))
+    run_id = server.submit(new_feature("measured"), title="for metrics")
+    server.wait(run_id)
     text = server.get("/metrics").text
     assert 'shipyard_runs{change_type="feature",decision="REVIEW",status="awaiting_review"}' in text
     assert 'shipyard_gate_duration_seconds_count{gate="tests",phase="verdict"}' in text
@@ -167,3 +169,27 @@ def test_prometheus_metrics_show_runs_gates_and_requests(server: Server) -> None
         'shipyard_http_requests_total{method="GET",route="/api/runs/{run_id}",status="200"}' in text
     )
     assert "shipyard_agent_cost_usd_total" in text
+
+
+def test_a_real_run_records_sandbox_start_latency_and_metrics_export_it(server: Server) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    run_id = server.submit(new_feature("started"), title="sandbox start")
+    server.wait(run_id)
+    events = server.get(f"/api/runs/{run_id}/events").json()["events"]
+    starts = [
+        e["data"]["facts"]["sandbox_start_seconds"]
+        for e in events
+        if e["type"] == "gate.finished"
+        and e["data"]["gate"] == "tests"
+        and e["data"]["phase"] == "change"
+    ]
+    assert len(starts) == 1  # the change's tree is measured here, never served from the cache
+    assert 0 < starts[0] < 60
+    # Once per measured tree, not per command: the log is not flooded.
+    assert sum("sandbox_start_seconds" in json.dumps(e["data"]) for e in events) <= 2
+
+    families = {f.name: f for f in text_string_to_metric_families(server.get("/metrics").text)}
+    samples = {s.name: s.value for s in families["shipyard_sandbox_start_seconds"].samples}
+    assert samples["shipyard_sandbox_start_seconds_count"] >= 1
+    assert samples["shipyard_sandbox_start_seconds_sum"] >= starts[0]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.config import GatesConfig
-from shipyard.errors import DependencyConflict
+from shipyard.errors import DependencyConflict, SandboxError
 from shipyard.gates import coverage, flaky, resolution
 from shipyard.gates.base import ChangeView, GateContext, TreeGate
 from shipyard.gates.environment import (
@@ -55,7 +55,7 @@ from shipyard.gates.tests import (
 from shipyard.gates.wheels import fetch_wheels
 from shipyard.gitcmd import git
 from shipyard.model import GateResult, TestCase, TestReport
-from shipyard.sandbox.base import CommandResult, Sandbox
+from shipyard.sandbox.base import CommandResult, Limits, Sandbox
 from shipyard.sandbox.pool import Checkout, EnvPool, keep_from_env
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,8 @@ class TreeMeasurement:
     tests: TestReport
     results: dict[str, GateResult] = field(default_factory=dict)
     cached: bool = False
+    sandbox_start_seconds: float | None = None
+    """How long a fresh sandbox took to start for this tree's gates (not kept in the cache)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -261,6 +263,7 @@ class Harness:
             cached.phase = tree.phase
             return cached
         ctx = self._environment(tree)
+        started = self._sandbox_start(ctx)
         assert tree.installed is not None
         if not tree.installed.ok:
             tests = install_failed(tree.installed, seconds=tree.install_seconds)
@@ -279,10 +282,26 @@ class Harness:
         if tree.installed.ok:
             tests = results.pop("tests")
         measurement = TreeMeasurement(
-            phase=tree.phase, commit=tree.commit, tests=tests, results=results
+            phase=tree.phase,
+            commit=tree.commit,
+            tests=tests,
+            results=results,
+            sandbox_start_seconds=started,
         )
         self._store(tree.cache_file, measurement)
         return measurement
+
+    def _sandbox_start(self, ctx: GateContext) -> float | None:
+        """Start one sandbox over the tree that runs ``true``: its start-up, as ``shipyard bench
+        sandbox`` measures it, so that the service can export sandbox start latency per run."""
+        try:
+            probe = self.sandbox.run(
+                ["true"], workspace=ctx.tree, limits=Limits(wall_seconds=60.0, cpu_seconds=10)
+            )
+        except SandboxError as exc:  # the gates will report the sandbox's failure themselves
+            log.info("sandbox start not measured: %s", exc)
+            return None
+        return probe.duration_seconds if probe.ok else None
 
     # -- a change against its base ------------------------------------------------------------
 
@@ -310,10 +329,12 @@ class Harness:
                 started = {p: outer.submit(self._measure, t, pool) for p, t in trees.items()}
                 measured = {phase: future.result() for phase, future in started.items()}
             for phase, tree in trees.items():
-                for result in (
-                    gate_result(measured[phase].tests, phase=phase),
-                    *measured[phase].results.values(),
-                ):
+                tests_result = gate_result(measured[phase].tests, phase=phase)
+                start = measured[phase].sandbox_start_seconds
+                if start is not None:
+                    facts = {**tests_result.facts, "sandbox_start_seconds": start}
+                    tests_result = replace(tests_result, facts=facts)
+                for result in (tests_result, *measured[phase].results.values()):
                     emit(result, phase, tree.commit, measured[phase].cached)
             baseline, change = measured["baseline"], measured["change"]
             verdicts = self._verdicts(baseline, change, view)

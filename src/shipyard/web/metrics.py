@@ -1,7 +1,7 @@
 """Prometheus metrics at ``/metrics`` (viewer role; Prometheus sends the token as a bearer).
 
 A custom collector reads the store at scrape time (cached for a few seconds): runs by status,
-decision and change type; gate durations; queue depth; reviews waiting; agent token and cost spend.
+decision and change type; gate durations; sandbox start latency; queue depth; reviews waiting; agent token and cost spend.
 HTTP requests are counted and timed by route template.
 """
 
@@ -33,6 +33,7 @@ from shipyard.web.auth import Identity, Role, require
 from shipyard.web.queries import every_run
 
 GATE_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+SANDBOX_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _CACHE_SECONDS = 5.0
 
 
@@ -54,6 +55,7 @@ class StoreCollector(Collector):
     def _measure(self) -> list[Metric]:
         runs = Tally[tuple[str, str, str]]()
         gates: dict[tuple[str, str], list[float]] = {}
+        starts: list[float] = []
         tokens = cost = 0.0
         for events in every_run(self.store):
             record = change_record(events)
@@ -71,6 +73,9 @@ class StoreCollector(Collector):
                 ):
                     key = (str(event.data.get("gate")), str(event.data.get("phase")))
                     gates.setdefault(key, []).append(float(seconds))
+                    start = _sandbox_start(event.data)
+                    if start is not None:
+                        starts.append(start)
         by_status = Tally[str]()
         for (status, _, _), count in runs.items():
             by_status[status] += count
@@ -95,9 +100,12 @@ class StoreCollector(Collector):
             labels=["gate", "phase"],
         )
         for (gate, phase), values in sorted(gates.items()):
-            buckets = [(str(b), sum(1 for v in values if v <= b)) for b in GATE_BUCKETS]
-            buckets.append(("+Inf", len(values)))
-            durations.add_metric([gate, phase], buckets, sum(values))
+            durations.add_metric([gate, phase], _buckets(values, GATE_BUCKETS), sum(values))
+        sandbox = HistogramMetricFamily(
+            "shipyard_sandbox_start_seconds",
+            "Start-up of a fresh bubblewrap sandbox for a run's gates, once per measured tree.",
+        )
+        sandbox.add_metric([], _buckets(starts, SANDBOX_BUCKETS), sum(starts))
         spent_tokens = CounterMetricFamily(
             "shipyard_agent_tokens", "Tokens agents spent, over every run."
         )
@@ -106,7 +114,19 @@ class StoreCollector(Collector):
             "shipyard_agent_cost_usd", "Model spend of agents in US dollars, over every run."
         )
         spent.add_metric([], cost)
-        return [runs_metric, queue, running, waiting, durations, spent_tokens, spent]
+        return [runs_metric, queue, running, waiting, durations, sandbox, spent_tokens, spent]
+
+
+def _buckets(values: list[float], bounds: tuple[float, ...]) -> list[tuple[str, float]]:
+    counts: list[tuple[str, float]] = [(str(b), sum(1 for v in values if v <= b)) for b in bounds]
+    counts.append(("+Inf", len(values)))
+    return counts
+
+
+def _sandbox_start(data: dict[str, object]) -> float | None:
+    facts = data.get("facts")
+    value = facts.get("sandbox_start_seconds") if isinstance(facts, dict) else None
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _template(request: Request) -> str:
