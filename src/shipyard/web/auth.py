@@ -20,6 +20,10 @@ Contract (used by the API and the dashboard alike):
   ends its sessions.
 - CSRF: ``csrf_token(request)`` for a form's hidden ``csrf_token`` field (empty without a session);
   ``verify_csrf`` as a dependency of form posts (403 when missing or wrong).
+- Login CSRF (before there is a session): ``login_csrf(request, response)`` puts a random nonce in a
+  short-lived SameSite=Strict cookie and returns its signed copy for the login form's hidden field;
+  ``check_login_csrf(request, sent)`` refuses (403) a login post whose field does not sign that
+  cookie's nonce, so another site cannot log a browser in to an account of its choosing.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ from shipyard.web.records import reading, writing
 
 TOKEN_PREFIX = "shy_"
 SESSION_COOKIE = "shipyard_session"
+LOGIN_COOKIE = "shipyard_login"
+LOGIN_FORM_SECONDS = 3600  # how long a login page's form stays usable
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 SECRET_FILE = "server-secret"
@@ -356,6 +362,57 @@ async def verify_csrf(request: Request) -> None:
     await _check_csrf(request, session)
 
 
+def _login_serializer(request: Request) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(request.app.state.session_secret, salt="shipyard.login")
+
+
+def login_nonce(request: Request) -> str:
+    """This browser's login nonce (from its cookie), or a new one."""
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    if 20 <= len(nonce) <= 64 and nonce.replace("-", "").replace("_", "").isalnum():
+        return nonce
+    return secrets.token_urlsafe(24)
+
+
+def login_csrf(request: Request, nonce: str) -> str:
+    """The login form's CSRF token: ``nonce`` signed by the server."""
+    return _login_serializer(request).dumps(nonce)
+
+
+def keep_login_nonce(request: Request, response: Response, nonce: str) -> None:
+    """Set the cookie the login form's CSRF token is bound to."""
+    response.set_cookie(
+        LOGIN_COOKIE,
+        nonce,
+        max_age=LOGIN_FORM_SECONDS,
+        httponly=True,
+        samesite="strict",
+        secure=request.app.state.settings.secure_cookies == "always"
+        or request.url.scheme == "https",
+        path="/login",
+    )
+
+
+def check_login_csrf(request: Request, sent: str) -> None:
+    """Refuse (403) a login post that did not come from this server's login form in this browser."""
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    try:
+        signed = _login_serializer(request).loads(sent, max_age=LOGIN_FORM_SECONDS)
+    except BadSignature:
+        signed = None
+    if not nonce or not isinstance(signed, str) or not hmac.compare_digest(signed, nonce):
+        raise HTTPException(
+            403,
+            "the login form expired or was sent from another site; open the login page "
+            "again and log in there",
+        )
+
+
+def end_login(response: Response) -> None:
+    """Forget the login form's nonce once a session started."""
+    response.delete_cookie(LOGIN_COOKIE, path="/login", httponly=True, samesite="strict")
+
+
 async def _check_csrf(request: Request, session: dict[str, str]) -> None:
     sent = request.headers.get(CSRF_HEADER, "")
     if not sent and request.headers.get("content-type", "").startswith(
@@ -371,14 +428,20 @@ async def _check_csrf(request: Request, session: dict[str, str]) -> None:
 __all__ = [
     "CSRF_FIELD",
     "CSRF_HEADER",
+    "LOGIN_COOKIE",
     "SESSION_COOKIE",
     "Identity",
     "Role",
     "TokenInfo",
     "TokenStore",
+    "check_login_csrf",
     "csrf_token",
     "current_identity",
+    "end_login",
     "end_session",
+    "keep_login_nonce",
+    "login_csrf",
+    "login_nonce",
     "remember_request",
     "require",
     "server_secret",

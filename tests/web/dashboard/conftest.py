@@ -53,7 +53,7 @@ class Site:
         """A browser of its own (cookies apart), logged in as ``name`` when given."""
         client = TestClient(self.app, follow_redirects=False)
         if name is not None:
-            done = client.post("/login", data={"token": self.secrets[name], "next": "/runs"})
+            done = log_in(client, self.secrets[name])
             assert done.status_code == 303, done.text
         return client
 
@@ -136,6 +136,19 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             ]
         }
         yield Site(app=app, store=app.state.shipyard.store, home=home, repo=repo, secrets=secrets)
+
+
+def hidden_field(page: str, name: str) -> str:
+    marker = f'name="{name}" value="'
+    start = page.index(marker) + len(marker)
+    return page[start : page.index('"', start)]
+
+
+def log_in(client: TestClient, token: str, next: str = "/runs") -> Any:
+    """Post the login form as a browser does: from the login page, with its CSRF token."""
+    form = client.get("/login", params={"next": next})
+    data = {"token": token, "next": next, CSRF_FIELD: hidden_field(form.text, CSRF_FIELD)}
+    return client.post("/login", data=data)
 
 
 def csrf_of(client: TestClient) -> str:

@@ -7,8 +7,17 @@ import re
 
 import pytest
 
-from shipyard.web.auth import SESSION_COOKIE
-from tests.web.dashboard.conftest import SECRET, XSS_LINE, XSS_TITLE, Site, csrf_of, git
+from shipyard.web.auth import CSRF_FIELD, SESSION_COOKIE
+from tests.web.dashboard.conftest import (
+    SECRET,
+    XSS_LINE,
+    XSS_TITLE,
+    Site,
+    csrf_of,
+    git,
+    hidden_field,
+    log_in,
+)
 
 PAGES = ["/", "/runs", "/runs/rows", "/reviews", "/insights"]
 
@@ -23,11 +32,11 @@ def test_a_stranger_is_sent_to_log_in_and_comes_back_after(site: Site, path: str
 
 def test_login_with_a_token_starts_a_session_and_logout_ends_it(site: Site) -> None:
     client = site.client()
-    refused = client.post("/login", data={"token": "shy_not-a-token", "next": "/reviews"})
+    refused = log_in(client, "shy_not-a-token", "/reviews")
     assert refused.status_code == 401
     assert "unknown or revoked" in refused.text
     assert SESSION_COOKIE not in client.cookies
-    done = client.post("/login", data={"token": site.secrets["vic"], "next": "/reviews"})
+    done = log_in(client, site.secrets["vic"], "/reviews")
     assert (done.status_code, done.headers["location"]) == (303, "/reviews")
     cookie = done.headers["set-cookie"]
     assert "HttpOnly" in cookie
@@ -41,8 +50,28 @@ def test_login_with_a_token_starts_a_session_and_logout_ends_it(site: Site) -> N
 
 @pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example", "/\\evil"])
 def test_login_never_sends_anyone_to_another_site(site: Site, target: str) -> None:
-    done = site.client().post("/login", data={"token": site.secrets["vic"], "next": target})
+    done = log_in(site.client(), site.secrets["vic"], target)
     assert done.headers["location"] == "/runs"
+
+
+def test_a_login_posted_from_another_site_is_refused(site: Site) -> None:
+    # Another site can make a browser post the login form with the attacker's own token (login
+    # CSRF), but it can neither read this server's form token nor set its cookie.
+    victim = site.client()
+    forged = {"token": site.secrets["vic"], "next": "/runs"}
+    assert victim.post("/login", data=forged).status_code == 403
+    # A form token the attacker fetched in a browser of its own does not match the victim's cookie.
+    attacker = site.client()
+    stolen = hidden_field(attacker.get("/login").text, CSRF_FIELD)
+    victim.get("/login")  # the victim's browser has a login cookie of its own
+    refused = victim.post("/login", data={**forged, CSRF_FIELD: stolen})
+    assert refused.status_code == 403
+    assert SESSION_COOKIE not in victim.cookies
+    # A forged or tampered token is refused as well; the form's own token works.
+    own = hidden_field(victim.get("/login").text, CSRF_FIELD)
+    tampered = victim.post("/login", data={**forged, CSRF_FIELD: own[:-2] + "xx"})
+    assert tampered.status_code == 403
+    assert victim.post("/login", data={**forged, CSRF_FIELD: own}).status_code == 303
 
 
 def test_logout_needs_the_csrf_token(site: Site) -> None:

@@ -28,9 +28,14 @@ from shipyard.web.auth import (
     Identity,
     Role,
     TokenStore,
+    check_login_csrf,
     csrf_token,
     current_identity,
+    end_login,
     end_session,
+    keep_login_nonce,
+    login_csrf,
+    login_nonce,
     start_session,
     verify_csrf,
 )
@@ -126,28 +131,50 @@ def _safe_next(target: str) -> str:
     return target if target.startswith("/") and not target.startswith(("//", "/\\")) else "/runs"
 
 
+def _login_page(
+    request: Request, next: str, *, status_code: int = 200, error: str = ""
+) -> Response:
+    # The form's token is signed by the server and bound to a cookie of this browser: a login
+    # post from another site carries neither, and is refused.
+    nonce = login_nonce(request)
+    page = _page(
+        request,
+        "login.html",
+        None,
+        status_code=status_code,
+        next=_safe_next(next),
+        error=error,
+        login_csrf=login_csrf(request, nonce),
+    )
+    keep_login_nonce(request, page, nonce)
+    return page
+
+
 @router.get("/login")
-def login_form(request: Request, next: str = "/runs") -> HTMLResponse:
-    return _page(request, "login.html", None, next=_safe_next(next))
+def login_form(request: Request, next: str = "/runs") -> Response:
+    return _login_page(request, next)
 
 
 @router.post("/login")
 def login(
-    request: Request, token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/runs"
+    request: Request,
+    token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/runs",
+    form_token: Annotated[str, Form(alias="csrf_token")] = "",
 ) -> Response:
+    check_login_csrf(request, form_token)
     tokens: TokenStore = request.app.state.tokens
     identity = tokens.authenticate(token.strip())
     if identity is None:
-        return _page(
+        return _login_page(
             request,
-            "login.html",
-            None,
+            next,
             status_code=401,
-            next=_safe_next(next),
             error="That token is unknown or revoked. Create one with `shipyard token create`.",
         )
     response = RedirectResponse(_safe_next(next), status_code=303)
     start_session(response, identity, request)
+    end_login(response)
     return response
 
 
