@@ -82,8 +82,10 @@ def test_the_requester_cannot_approve_and_another_reviewer_merges(server: Server
     assert head(server.repo) == before
 
     done = server.post(f"/api/reviews/{run_id}/approve", "bob", json={"comment": "looks right"})
-    assert done.status_code == 200, done.text
-    merged = done.json()
+    assert done.status_code == 202, done.text
+    assert done.json()["started"] is True
+    server.app.state.approvals.wait(run_id, timeout=240)  # merged in the background
+    merged = server.get(f"/api/runs/{run_id}").json()
     assert merged["status"] == "merged"
     assert merged["reviewed_by"] == "bob"
     assert merged["review_comment"] == "looks right"

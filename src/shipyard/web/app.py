@@ -4,6 +4,7 @@
 
 - ``app.state.shipyard``: the ``shipyard.app.App`` (home, store; reviews, approve, reject, runs…);
 - ``app.state.executor``: the ``shipyard.executor.Executor`` that ``submit``s runs in the background;
+- ``app.state.approvals``: the ``Approvals`` under way, merged in the background;
 - ``app.state.tokens``: the ``TokenStore``; ``app.state.registry``: repositories and schedules;
 - ``app.state.settings``: the ``ServeSettings``; ``app.state.session_secret``: signs sessions.
 
@@ -66,6 +67,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             yield
         finally:
             scheduler.stop()
+            app.state.approvals.shutdown(wait=True)
             shutdown = getattr(app.state.executor, "shutdown", None)
             if shutdown is not None:
                 shutdown(wait=True)
@@ -100,6 +102,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
 
 def _state(app: FastAPI, settings: ServeSettings) -> None:
+    from shipyard.web.approvals import Approvals
     from shipyard.web.registry import Registry
     from shipyard.web.scheduler import Scheduler
 
@@ -110,6 +113,7 @@ def _state(app: FastAPI, settings: ServeSettings) -> None:
     app.state.registry = Registry(shipyard.store)
     app.state.session_secret = server_secret(shipyard.home)
     app.state.executor = executor_from_settings(store=shipyard.store, home=shipyard.home)
+    app.state.approvals = Approvals(shipyard)
     app.state.scheduler = Scheduler(app.state.registry, app.state.executor, shipyard, settings)
 
 

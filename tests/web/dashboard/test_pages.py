@@ -200,6 +200,7 @@ def test_another_reviewer_approves_and_the_change_is_merged_into_main(site: Site
     )
     assert done.status_code == 303
     assert done.headers["location"].startswith(f"/runs/{run_id}?notice=approved")
+    site.app.state.approvals.wait(run_id, timeout=120)  # the merge continues in the background
     state = site.store.state(run_id)
     assert state.status.value == "merged"
     assert (state.reviewed_by, state.review_comment) == ("bob", "ship it")

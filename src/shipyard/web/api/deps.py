@@ -6,6 +6,7 @@ from fastapi import Request
 
 from shipyard.app import App
 from shipyard.executor import Executor
+from shipyard.web.approvals import Approvals
 from shipyard.web.registry import Registry
 from shipyard.web.scheduler import Scheduler
 
@@ -27,4 +28,9 @@ def executor(request: Request) -> Executor:
 
 def scheduler(request: Request) -> Scheduler:
     found: Scheduler = request.app.state.scheduler
+    return found
+
+
+def approvals(request: Request) -> Approvals:
+    found: Approvals = request.app.state.approvals
     return found

@@ -206,6 +206,26 @@ class ReviewDecision(BaseModel):
     comment: str = Field(default="", max_length=5000, description="Why; kept in the record.")
 
 
+class ApprovalAccepted(_Out):
+    """An approval that continues in the background: follow the run until it is merged."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "run_id": "20260301-101500-a1b2c3",
+                    "started": True,
+                    "message": "approved by bob; merging through the merge queue",
+                }
+            ]
+        }
+    )
+
+    run_id: str
+    started: bool = Field(description="False when an approval of this run was already under way.")
+    message: str
+
+
 class TaskAccepted(_Out):
     """The runs a task request started; they execute in the background."""
 

@@ -6,6 +6,12 @@ uPlot, vendored; see ``static/vendor/README.md``) are served by the same router:
 
 from __future__ import annotations
 
-from shipyard.web.dashboard.pages import router
+from fastapi import APIRouter
+
+from shipyard.web.dashboard import pages, submit
+
+router = APIRouter(include_in_schema=False)
+router.include_router(submit.router)  # before the pages: /runs/new is not a run's id
+router.include_router(pages.router)
 
 __all__ = ["router"]

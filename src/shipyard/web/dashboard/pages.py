@@ -108,6 +108,10 @@ def _page(
     )
 
 
+page_response = _page
+"""A dashboard page rendered with what every page gets (identity, CSRF token, notices)."""
+
+
 # --- static files --------------------------------------------------------------------------------
 
 
@@ -227,12 +231,15 @@ def _active(runs: list[RunState]) -> bool:
 
 
 @router.get("/runs")
-def runs_page(request: Request, identity: Viewer, filters: Filters) -> HTMLResponse:
+def runs_page(
+    request: Request, identity: Viewer, filters: Filters, notice: str = ""
+) -> HTMLResponse:
     runs, recent = _matching(_shipyard(request), filters)
     return _page(
         request,
         "runs.html",
         identity,
+        notice=notice[:200],
         runs=runs,
         filters=filters,
         query=urlencode({k: v for k, v in filters.items() if v}),
@@ -264,6 +271,7 @@ def _run_context(request: Request, identity: Identity, run_id: str) -> dict[str,
         "diff": diff,
         "transcript": transcript,
         "self_review": _self_review(identity, view.state),
+        "approving": request.app.state.approvals.approving(state.run_id),
     }
 
 
@@ -350,9 +358,15 @@ def _decide(
     comment = comment.strip()[:2000]
     try:
         if approve:
-            state = app.approve(run_id, by=identity.name, comment=comment)
-        else:
-            state = app.reject(run_id, by=identity.name, comment=comment)
+            # The merge continues in the background; the run's page follows it live.
+            started = request.app.state.approvals.start(run_id, by=identity.name, comment=comment)
+            notice = (
+                f"approved by {identity.name}: merging through the merge queue"
+                if started.started
+                else "an approval of this run is already under way"
+            )
+            return _to_run(started.state.run_id, notice)
+        state = app.reject(run_id, by=identity.name, comment=comment)
     except ShipyardError as exc:
         status = 404 if isinstance(exc, NotFound) else 403 if isinstance(exc, ReviewError) else 409
         try:
@@ -367,10 +381,13 @@ def _decide(
             error=redact_text(str(exc)),
             **context,
         )
-    verb = "approved" if approve else "rejected"
-    notice = f"{verb} by {identity.name}: the run is {state.status.value.replace('_', ' ')}"
+    notice = f"rejected by {identity.name}: the run is {state.status.value.replace('_', ' ')}"
+    return _to_run(state.run_id, notice)
+
+
+def _to_run(run_id: str, notice: str) -> Response:
     return RedirectResponse(
-        f"/runs/{quote(state.run_id)}?{urlencode({'notice': notice})}", status_code=303
+        f"/runs/{quote(run_id)}?{urlencode({'notice': notice})}", status_code=303
     )
 
 
@@ -395,4 +412,4 @@ def metrics_page(
     )
 
 
-__all__ = ["page_identity", "router"]
+__all__ = ["Viewer", "page_identity", "page_response", "router"]
