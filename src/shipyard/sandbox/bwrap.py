@@ -351,7 +351,9 @@ class _DiskWatch:
         stack = [str(path)]
         while stack:
             try:
-                entries = list(os.scandir(stack.pop()))
+                # closed even when the folder vanishes mid-listing (else a ResourceWarning)
+                with os.scandir(stack.pop()) as listing:
+                    entries = list(listing)
             except OSError:  # removed meanwhile, or unreadable
                 continue
             for entry in entries:
