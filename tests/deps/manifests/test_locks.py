@@ -47,7 +47,7 @@ def test_every_locked_package_is_read(
 def test_a_lock_is_left_to_its_tool_but_checks_the_packages_named() -> None:
     manifest = load(FIXTURES / "uv", "uv.lock")
     move = Change(canonical_name="speedups", manifest="uv.lock", new_version=Version("1.1.0"))
-    assert manifest.apply([move], hashes=lambda n, v: []) == manifest.text  # type: ignore[attr-defined]
+    assert manifest.apply([move], hashes=lambda n, v: []) == manifest.text
     with pytest.raises(DependencyError, match=r"uv.lock: nosuch is not locked here"):
         manifest.apply(
             [Change(canonical_name="nosuch", manifest="uv.lock", new_version=Version("1"))],

@@ -104,6 +104,8 @@ class Manifest(Protocol):
     path: str
     kind: ManifestKind
     compiled_from: str | None
+    text: str
+    """The file's content as read (for ``apply``'s comparisons; never re-read)."""
 
     def dependencies(self) -> list[Dependency]:
         """Every dependency the file states, in file order."""

@@ -154,7 +154,7 @@ def apply_changes(
         if not mine:
             continue
         text = manifest.apply(mine, hashes=hashes)
-        if manifest.kind not in LOCK_KINDS and text != manifest.text:  # type: ignore[attr-defined]
+        if manifest.kind not in LOCK_KINDS and text != manifest.text:
             (workspace / path).write_bytes(text.encode("utf-8"))
         edited.add(path)
     runner = _Runner(
