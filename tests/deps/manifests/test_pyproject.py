@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from packaging.version import Version
 
 from shipyard.deps.manifests import Change
@@ -116,3 +118,56 @@ def test_errors_name_the_file_and_the_fix() -> None:
         Pyproject(path="pyproject.toml", text='[project]\ndependencies = "webkit"\n').dependencies()
     with pytest.raises(DependencyError, match=r"nosuch is not a dependency here"):
         Pyproject(path="pyproject.toml", text=TEXT).apply([change("nosuch", "1")], hashes=no_hashes)
+
+
+_version = st.builds(
+    lambda *parts: ".".join(map(str, parts)),
+    *(st.integers(min_value=0, max_value=20) for _ in range(3)),
+)
+
+
+@st.composite
+def _pyprojects(draw: st.DrawFn) -> tuple[str, dict[str, str]]:
+    """A PEP 621 / PEP 735 pyproject with comments, both quote styles and odd spacing."""
+    names = draw(
+        st.lists(
+            st.sampled_from(["webkit", "tinyfmt", "colorize", "helper"]),
+            min_size=1,
+            max_size=4,
+            unique=True,
+        )
+    )
+    pins = {n: draw(_version) for n in names}
+    items = []
+    for name in names:
+        quote = draw(st.sampled_from(['"', "'"]))
+        extras = draw(st.sampled_from(["", "[fast]"]))
+        marker = draw(st.sampled_from(["", "; sys_platform != 'win32'"])) if quote == '"' else ""
+        comment = draw(st.sampled_from(["", "  # why", "   # keep"]))
+        items.append(f"    {quote}{name}{extras}=={pins[name]}{marker}{quote},{comment}")
+    table = draw(st.sampled_from(["[project]\ndependencies", "[dependency-groups]\ntest"]))
+    head = draw(
+        st.sampled_from(["", "# top comment\n", "[build-system]\nrequires = ['hatchling']\n\n"])
+    )
+    return head + f"{table} = [\n" + "\n".join(items) + "\n]\n", pins
+
+
+@settings(deadline=None, max_examples=60)
+@given(_pyprojects(), st.data())
+def test_changing_a_pin_and_back_gives_the_same_bytes(
+    generated: tuple[str, dict[str, str]], data: st.DataObject
+) -> None:
+    text, pins = generated
+    name = data.draw(st.sampled_from(sorted(pins)))
+    new = data.draw(_version.filter(lambda v: v != pins[name]))
+    changed = Pyproject(path="pyproject.toml", text=text).apply(
+        [change(name, new)], hashes=no_hashes
+    )
+    after = {
+        d.name: str(d.pinned) for d in Pyproject(path="pyproject.toml", text=changed).dependencies()
+    }
+    assert after == {n: str(Version(v)) for n, v in {**pins, name: new}.items()}
+    back = Pyproject(path="pyproject.toml", text=changed).apply(
+        [change(name, pins[name])], hashes=no_hashes
+    )
+    assert back == text
