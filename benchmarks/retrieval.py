@@ -1,6 +1,7 @@
 """Retrieval by local embeddings on a repository of realistic size: shipyard's own code and docs.
 
-Measures loading the model, indexing cold (a fresh cache) and warm (nothing changed), query latency
+Measures loading the model, indexing cold (a fresh cache; wall and CPU seconds, as the machine may
+be shared) and warm (nothing changed), query latency
 (embedding the query and the exact search), and recall@k on a small labelled set of questions whose
 answer is a known file: a question counts as found at k when one of the top k chunks is in it.
 
@@ -13,6 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import random
 import statistics
 import sys
 import tempfile
@@ -21,7 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from shipyard.agent.context.embeddings import load_embedder  # noqa: E402
+from shipyard.agent.context.chunks import Chunk  # noqa: E402
+from shipyard.agent.context.embeddings import DIMENSION, load_embedder  # noqa: E402
 from shipyard.agent.context.retrieval import Retriever  # noqa: E402
 from shipyard.agent.context.rules import CommitTree  # noqa: E402
 from shipyard.agent.context.vectors import PgVectors, SqliteVectors, Vectors  # noqa: E402
@@ -76,7 +81,9 @@ def scoped_tree(repo: Path, prefixes: list[str]) -> CommitTree:
 
 
 def measure(retriever: Retriever, tree: CommitTree) -> dict[str, object]:
+    cpu = time.process_time()
     cold = retriever.index(tree)
+    cpu = time.process_time() - cpu
     warm = retriever.index(tree)
     latencies, found = [], dict.fromkeys(KS, 0)
     for _round in range(3):
@@ -93,6 +100,7 @@ def measure(retriever: Retriever, tree: CommitTree) -> dict[str, object]:
         "files": cold.files,
         "chunks": cold.embedded + cold.reused,
         "cold_index_s": cold.seconds,
+        "cold_index_cpu_s": round(cpu, 1),
         "chunks_per_s": round((cold.embedded + cold.reused) / max(cold.seconds, 1e-9), 1),
         "warm_index_s": warm.seconds,
         "warm_embedded": warm.embedded,
@@ -102,13 +110,50 @@ def measure(retriever: Retriever, tree: CommitTree) -> dict[str, object]:
     }
 
 
+def search_only(vectors: Vectors, n: int, k: int = 10) -> dict[str, object]:
+    """Exact search alone (no model) over ``n`` random unit vectors in one commit's scope."""
+    rng = random.Random(7)
+
+    def unit() -> list[float]:
+        v = [rng.gauss(0, 1) for _ in range(DIMENSION)]
+        norm = math.sqrt(sum(x * x for x in v))
+        return [x / norm for x in v]
+
+    files = {(f"f{i}.py", f"{i:040x}"): [Chunk(path=f"f{i}.py", start=1, end=1, kind="text",
+                                              name="", text=str(i))] for i in range(n)}  # fmt: skip
+    vecs = {c[0].digest: unit() for c in files.values()}
+    vectors.add("synthetic", "synthetic", files, vecs)
+    scope = list(files)
+    times = []
+    for _round in range(20):
+        began = time.perf_counter()
+        vectors.search("synthetic", "synthetic", unit(), scope, k)
+        times.append(time.perf_counter() - began)
+    return {"backend": vectors.backend, "chunks": n,
+            "search_median_ms": round(1000 * statistics.median(times), 1)}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repo", type=Path, default=ROOT)
     parser.add_argument("--paths", nargs="*", default=["src/", "docs/"])
     parser.add_argument("--pg", help="a PostgreSQL URL with pgvector, to measure it too")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--search-only", type=int, nargs="*", metavar="N",
+        help="only time exact search over N random vectors per backend (no model)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.search_only:
+        with tempfile.TemporaryDirectory() as home:
+            for n in args.search_only:
+                backends: list[Vectors] = [SqliteVectors(Path(home) / f"{n}.db")]
+                if args.pg:
+                    backends.append(PgVectors(args.pg))
+                for vectors in backends:
+                    print(json.dumps(search_only(vectors, n)))
+                    vectors.close()
+        return
     began = time.perf_counter()
     embedder = load_embedder()
     load_s = time.perf_counter() - began
@@ -125,7 +170,8 @@ def main() -> None:
             finally:
                 retriever.close()
     result = {"commit": tree.commit[:12], "model": embedder.name, "load_s": round(load_s, 2),
-              "questions": len(LABELLED), "results": rows}  # fmt: skip
+              "questions": len(LABELLED), "load_average": os.getloadavg(),
+              "results": rows}  # fmt: skip
     if args.json:
         print(json.dumps(result, indent=2))
         return

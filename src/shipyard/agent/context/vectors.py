@@ -178,9 +178,13 @@ class SqliteVectors:
 
     @contextlib.contextmanager
     def _scope(self, files: Sequence[FileKey]) -> Iterator[None]:
-        self._db.execute("CREATE TEMP TABLE IF NOT EXISTS scope (path TEXT, blob TEXT)")
-        self._db.execute("DELETE FROM temp.scope")
-        self._db.executemany("INSERT INTO temp.scope VALUES (?, ?)", files)
+        # Keyed, so the search can walk the scope and look each file's chunks up by index.
+        self._db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS scope (path TEXT, blob TEXT, PRIMARY KEY (path, blob))"
+        )
+        with self._db:
+            self._db.execute("DELETE FROM temp.scope")
+            self._db.executemany("INSERT OR IGNORE INTO temp.scope VALUES (?, ?)", files)
         try:
             yield
         finally:
