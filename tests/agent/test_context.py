@@ -491,12 +491,15 @@ def test_public_names() -> None:
         "Inputs",
         "RULES_PATHS",
         "RepoMap",
+        "RetrievalUnavailable",
+        "Retriever",
         "RulesFile",
         "SECTIONS",
         "Section",
         "build_repo_map",
         "gather_context",
         "named_files",
+        "open_retriever",
         "read_rules",
     ]
     for name in shipyard.agent.context.__all__:

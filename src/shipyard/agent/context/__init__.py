@@ -1,9 +1,12 @@
 """The context an agent is shown first: repository rules, the files its task names, past runs on
-them and a ranked map of the code, all read from the committed tree within a token budget.
+them, code chunks like the task (local embeddings) and a ranked map of the code, all read from the
+committed tree within a token budget.
 
-``gather_context`` is the entry point; ``rules`` and ``repomap`` are its parts.
+``gather_context`` is the entry point; ``rules``, ``repomap`` and ``retrieval`` (with ``chunks``,
+``embeddings`` and ``vectors``) are its parts.
 """
 
+from shipyard.agent.context.embeddings import RetrievalUnavailable
 from shipyard.agent.context.gather import (
     SECTIONS,
     AgentContext,
@@ -13,6 +16,7 @@ from shipyard.agent.context.gather import (
     named_files,
 )
 from shipyard.agent.context.repomap import RepoMap, build_repo_map
+from shipyard.agent.context.retrieval import Retriever, open_retriever
 from shipyard.agent.context.rules import RULES_PATHS, CommitTree, RulesFile, read_rules
 
 __all__ = [
@@ -22,10 +26,13 @@ __all__ = [
     "CommitTree",
     "Inputs",
     "RepoMap",
+    "RetrievalUnavailable",
+    "Retriever",
     "RulesFile",
     "Section",
     "build_repo_map",
     "gather_context",
     "named_files",
+    "open_retriever",
     "read_rules",
 ]
