@@ -40,8 +40,12 @@ def failpoint(name: str) -> None:
 CUTS = (
     "store.after_create_commit",
     "store.after_append_commit",
+    "store.after_lease_commit",
 )
 """Every point where the database session can be cut, after the transaction committed."""
+
+
+_cut: set[str] = set()
 
 
 def cut_connection(name: str, conn: Connection) -> None:
@@ -49,9 +53,18 @@ def cut_connection(name: str, conn: Connection) -> None:
 
     The server terminates the session itself, so the client sees exactly what a dropped
     connection looks like; the caller's retry then has to cope with a commit it never heard of.
+    Each point cuts once per process (one outage, then the retry goes through) until ``rearm``.
     """
     if name not in CUTS:
         raise ValueError(f"unknown failpoint {name!r}; add it to CUTS")
     armed = os.environ.get(ENV, "")
-    if armed and name in armed.split(",") and conn.dialect.name == "postgresql":
+    if name in _cut or not armed or name not in armed.split(","):
+        return
+    if conn.dialect.name == "postgresql":
+        _cut.add(name)
         conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
+
+
+def rearm() -> None:
+    """Let every cut point fire once more (for tests that cut several times in one process)."""
+    _cut.clear()

@@ -3,12 +3,14 @@ do nothing, a repository's limit holds, stalled runs are found and requeued once
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from shipyard.failpoints import ENV, rearm
 from shipyard.model import Task
 from shipyard.store import Store
 from shipyard.store.leases import Lease, Leases, Taken
@@ -101,3 +103,30 @@ def test_checkpoints_keep_the_newest_up_to_a_node_and_drop_later_ones(store: Sto
     saved = leases.checkpoint(run_id, upto=5)
     assert saved is not None
     assert (saved.index, saved.data) == (1, b"one")
+
+
+def test_lease_writes_whose_answer_was_lost_with_the_connection_report_what_they_did(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Store.open(postgres_url) as store:
+        leases = Leases(store)
+        run_id = store.create_run(Task(blueprint="deps", repo="/srv/app"))
+        lease = Lease(run_id=run_id, owner="a", repo="/srv/app")
+        # The server ends the session right after each of these commits; each is tried again.
+        monkeypatch.setenv(ENV, "store.after_lease_commit")
+        with caplog.at_level(logging.WARNING, logger="shipyard.store.database"):
+            rearm()
+            ticket = leases.register(run_id, "/srv/app")
+            rearm()
+            taken = leases.acquire(run_id, ticket, owner="a", seconds=30, repo_limit=4)
+            rearm()
+            handed = leases.hand_off(lease)
+        monkeypatch.delenv(ENV)
+        rearm()
+        assert len([r for r in caplog.records if "trying again" in r.getMessage()]) == 3
+        assert (ticket, taken, handed) == (1, Taken.TAKEN, 2)
+        # Tickets still guard as before: the old one is void, the new one is taken once.
+        assert leases.acquire(run_id, 1, owner="b", seconds=30, repo_limit=4) is Taken.STALE
+        assert leases.acquire(run_id, 2, owner="b", seconds=30, repo_limit=4) is Taken.TAKEN
+        assert leases.acquire(run_id, 2, owner="c", seconds=30, repo_limit=4) is Taken.STALE
+        assert leases.hand_off(lease) is None  # "a" no longer holds it

@@ -4,12 +4,13 @@ is not written again by the retry; the same key with different content is refuse
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import pytest
 
 from shipyard.errors import StoreError
 from shipyard.events import EventType
-from shipyard.failpoints import CUTS, ENV, cut_connection
+from shipyard.failpoints import CUTS, ENV, cut_connection, rearm
 from shipyard.model import Task
 from shipyard.store import Store
 
@@ -25,10 +26,12 @@ def logs_with(store: Store, run_id: str, message: str) -> list[int]:
 
 
 @pytest.fixture
-def pg_store(postgres_url: str) -> Store:
+def pg_store(postgres_url: str) -> Iterator[Store]:
     opened = Store.open(postgres_url)
-    yield opened  # type: ignore[misc]
-    opened.close()
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 def test_an_append_committed_before_the_connection_was_cut_is_recorded_once(
@@ -37,9 +40,12 @@ def test_an_append_committed_before_the_connection_was_cut_is_recorded_once(
     run_id = pg_store.create_run(TASK)
     monkeypatch.setenv(ENV, "store.after_append_commit")
     with caplog.at_level(logging.WARNING, logger="shipyard.store.database"):
+        rearm()
         first = pg_store.append(run_id, EventType.LOG, {"message": "once"})
+        rearm()
         second = pg_store.append(run_id, EventType.LOG, {"message": "twice"})
     monkeypatch.delenv(ENV)
+    rearm()
 
     # The server really ended the session after each commit, and the store tried again.
     retried = [r for r in caplog.records if "trying again" in r.getMessage()]
@@ -56,8 +62,10 @@ def test_a_run_created_before_the_connection_was_cut_is_created_once(
 ) -> None:
     monkeypatch.setenv(ENV, "store.after_create_commit")
     with caplog.at_level(logging.WARNING, logger="shipyard.store.database"):
+        rearm()
         run_id = pg_store.create_run(TASK)
     monkeypatch.delenv(ENV)
+    rearm()
     assert any("trying again" in r.getMessage() for r in caplog.records)
     assert [r.run_id for r in pg_store.list_runs()] == [run_id]
     assert [e.type for e in pg_store.events(run_id)] == [EventType.RUN_CREATED.value]

@@ -5,6 +5,10 @@ A run executed by workers has one ``leases`` row. Every message that may advance
 stale one a dead worker left unacknowledged) finds nothing to do. The holder renews ``expires_at``
 while it works; once that passes, the run is *stalled* and the sweeper issues a new ticket.
 Checkpoints keep each finished node's results, so a run resumes after its last finished node.
+
+Every write is one transaction, retried when the connection is lost; the ones whose retry could
+find their own earlier commit (the answer lost with the connection) recognise it and report what
+that commit did: registering, taking and handing on a lease.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
 
+from shipyard.failpoints import cut_connection
 from shipyard.store import database
 from shipyard.store.store import Store
 from shipyard.store.tables import checkpoints, leases
@@ -62,6 +67,9 @@ class Leases:
         now = _now()
 
         def insert_row(conn: Connection) -> int:
+            row = _locked(conn, run_id)
+            if row is not None and row.ticket == 1 and row.consumed == 0:
+                return 1  # this registration, committed by a try whose answer was lost
             conn.execute(
                 insert(leases).values(
                     run_id=run_id, repo=repo, ticket=1, consumed=0, owner=None, node=None,
@@ -80,7 +88,11 @@ class Leases:
         def take(conn: Connection) -> Taken:
             row = _locked(conn, run_id)
             now = _now()
-            if row is None or row.done or ticket <= row.consumed:
+            if row is None or row.done:
+                return Taken.STALE
+            if row.owner == owner and ticket <= row.consumed and _utc(row.expires_at) > now:
+                return Taken.TAKEN  # this owner took it with this ticket; the answer was lost
+            if ticket <= row.consumed:
                 return Taken.STALE
             if row.owner is not None and row.expires_at is not None and _utc(row.expires_at) > now:
                 return Taken.STALE  # someone holds it; it issues the next ticket itself
@@ -149,7 +161,14 @@ class Leases:
 
         def give(conn: Connection) -> int | None:
             row = _locked(conn, lease.run_id)
-            if row is None or row.owner != lease.owner:
+            if row is None or row.done:
+                return None
+            if row.owner is None and row.ticket == row.consumed + 1 and row.queued_at is not None:
+                # Handed on since the last take, and nobody took it since: by this hand-off,
+                # whose answer was lost (or by a sweep after it expired, whose message carries
+                # the same ticket, so at most one of the two messages does anything).
+                return int(row.ticket)
+            if row.owner != lease.owner:
                 return None
             conn.execute(
                 update(leases)
@@ -293,8 +312,11 @@ class Leases:
 
     def _write(self, action: str, body: Callable[[Connection], T]) -> T:
         def once() -> T:
-            with self.store._write() as conn:
-                return body(conn)
+            with self.store._connection() as conn:
+                with conn.begin():
+                    result = body(conn)
+                cut_connection("store.after_lease_commit", conn)
+            return result
 
         with database.translate_errors(self.store.engine, action):
             return database.retrying(self.store.engine, action, once)
