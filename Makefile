@@ -9,7 +9,7 @@ EMBED  := $(VENV)/.embeddings-stamp
 INDEX  := build/example-index
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup system demo test lint typecheck pytest bench bench-deps clean
+.PHONY: setup system demo dashboard test lint typecheck pytest bench bench-deps clean
 
 setup: system $(STAMP) $(EMBED) $(INDEX)/.built
 
@@ -37,6 +37,12 @@ $(INDEX)/.built: $(STAMP) $(shell find examples/packages -type f 2>/dev/null)
 
 demo: setup
 	@$(BIN)/python examples/demo.py
+
+# The demo, leaving its feature waiting for review, then the dashboard over its runs on
+# http://127.0.0.1:$(DASHBOARD_PORT)/ with an admin token printed; Ctrl-C stops the server.
+DASHBOARD_PORT ?= 8000
+dashboard: setup
+	@$(BIN)/python examples/demo.py --serve --port $(DASHBOARD_PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks

@@ -1,7 +1,9 @@
-"""``shipyard serve`` (the API, dashboard and scheduler on uvicorn) and ``shipyard token``."""
+"""``shipyard serve`` (the API, dashboard and scheduler on uvicorn), ``shipyard token`` and
+``shipyard repo`` (the repositories the server may change)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -14,9 +16,14 @@ from shipyard.store import Store
 
 if TYPE_CHECKING:  # the web stack is imported when a command needs it, not on every CLI start
     from shipyard.web.auth import TokenInfo, TokenStore
+    from shipyard.web.registry import RepoRecord
 
 token_app = typer.Typer(
     help="API tokens for the server: create, list, revoke.", no_args_is_help=True
+)
+repo_app = typer.Typer(
+    help="Repositories the server may change: add, list, remove (what POST /api/repos does).",
+    no_args_is_help=True,
 )
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -143,7 +150,81 @@ def token_revoke(
     console.print(f"token {info.id} ({info.name}) revoked")
 
 
+def _repo_row(record: RepoRecord) -> dict[str, object]:
+    return {
+        "name": record.name,
+        "path": record.path,
+        "github": record.github,
+        "index_url": record.index_url,
+        "created_at": record.created_at,
+        "created_by": record.created_by,
+    }
+
+
+@repo_app.command("add")
+def repo_add(
+    name: Annotated[str, typer.Argument(help="The name requests use for it, e.g. `shop`.")],
+    path: Annotated[Path, typer.Argument(help="The git repository on this host.")],
+    github: Annotated[
+        str | None, typer.Option(help="owner/name on GitHub, for the issues webhook.")
+    ] = None,
+    index_url: Annotated[
+        str | None, typer.Option("--index-url", help="Package index its runs install from.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Register a repository: requests name it, its path and index come from here."""
+    from shipyard.web.registry import Registry
+
+    def body() -> RepoRecord:
+        with Store.open(home=shipyard_home()) as store:
+            return Registry(store).add_repo(
+                name=name, path=path, by=identity(), github=github, index_url=index_url
+            )
+
+    record = guard(body)
+    if json_out:
+        print_json(_repo_row(record))
+        return
+    console.print(f"repository {record.name} registered: {record.path}", markup=False)
+
+
+@repo_app.command("list")
+def repo_list(json_out: JsonOpt = False) -> None:
+    """List the registered repositories."""
+    from shipyard.web.registry import Registry
+
+    def body() -> list[RepoRecord]:
+        with Store.open(home=shipyard_home()) as store:
+            return Registry(store).repos()
+
+    found = guard(body)
+    if json_out:
+        print_json([_repo_row(r) for r in found])
+        return
+    table = Table(title="Repositories", title_justify="left")
+    for column in ("name", "path", "github", "index"):
+        table.add_column(column)
+    for r in found:
+        table.add_row(r.name, r.path, r.github or "", r.index_url or "")
+    console.print(table)
+
+
+@repo_app.command("remove")
+def repo_remove(name: Annotated[str, typer.Argument(help="The registered name.")]) -> None:
+    """Unregister a repository (its runs stay in the record; the repository is not touched)."""
+    from shipyard.web.registry import Registry
+
+    def body() -> None:
+        with Store.open(home=shipyard_home()) as store:
+            Registry(store).remove_repo(name)
+
+    guard(body)
+    console.print(f"repository {name} removed", markup=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``serve`` and ``token`` to the ``shipyard`` command."""
+    """Add ``serve``, ``token`` and ``repo`` to the ``shipyard`` command."""
     app.command("serve")(serve)
     app.add_typer(token_app, name="token")
+    app.add_typer(repo_app, name="repo")

@@ -45,6 +45,11 @@ class StoreCollector(Collector):
         self._lock = threading.Lock()
         self._cached: tuple[float, list[Metric]] | None = None
 
+    def describe(self) -> Iterator[Metric]:
+        # Without this the registry would collect once at registration to learn the names, and
+        # the first scrape would get that (cached) reading from before the server started.
+        return iter(())
+
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             now = time.monotonic()
