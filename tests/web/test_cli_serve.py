@@ -78,3 +78,38 @@ def test_serve_answers_with_the_token_it_was_given(tmp_path: Path) -> None:
             output, _ = server.communicate(timeout=30)
     assert f"serving on http://127.0.0.1:{port}" in output
     assert token not in output
+
+
+def test_repositories_are_registered_listed_and_removed_from_the_command_line(
+    tmp_path: Path,
+) -> None:
+    import sys
+
+    from tests.conftest import EXAMPLES
+
+    sys.path.insert(0, str(EXAMPLES))
+    from scenario import make_repo
+
+    home = tmp_path / "home"
+    repo = make_repo(tmp_path / "shop")
+    added = shipyard_cli(
+        home, "repo", "add", "shop", str(repo), "--index-url", "http://127.0.0.1:1/simple/"
+    )
+    assert f"repository shop registered: {repo}" in added.stdout
+    listed = json.loads(shipyard_cli(home, "repo", "list", "--json").stdout)
+    assert [(r["name"], r["path"], r["index_url"]) for r in listed] == [
+        ("shop", str(repo), "http://127.0.0.1:1/simple/")
+    ]
+    again = shipyard_cli(home, "repo", "add", "shop", str(repo), ok=False)
+    assert again.returncode != 0
+    assert "already registered" in again.stderr
+    assert "Traceback" not in again.stderr
+    nowhere = shipyard_cli(home, "repo", "add", "other", str(tmp_path / "missing"), ok=False)
+    assert nowhere.returncode != 0
+    assert "Traceback" not in nowhere.stderr
+    bad_index = shipyard_cli(
+        home, "repo", "add", "x", str(repo), "--index-url", "file:///etc", ok=False
+    )
+    assert "not an http(s) URL" in bad_index.stderr
+    assert "repository shop removed" in shipyard_cli(home, "repo", "remove", "shop").stdout
+    assert json.loads(shipyard_cli(home, "repo", "list", "--json").stdout) == []
