@@ -1,10 +1,12 @@
-"""A small cluster for executor tests: our own redis-server on a free port, a fresh PostgreSQL
-database, and ``shipyard worker`` processes that are killed (whole process group) afterwards."""
+"""A small cluster for executor tests: one redis-server on a free port and one shipyard home (its
+caches warm) per test session, a fresh PostgreSQL database and queue names per test, and
+``shipyard worker`` processes that are killed (whole process group) afterwards."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from shipyard.executor import ExecutorSettings
+from shipyard.model import ChangeType, Task
 from shipyard.store import Store
 from shipyard.store.leases import Leases
 from tests.conftest import EXAMPLES, SHIPYARD
@@ -33,15 +36,52 @@ def free_port() -> int:
 
 
 @dataclass
+class RedisServer:
+    """Our own redis-server without persistence: a restart loses every message, as a crash would."""
+
+    port: int
+    directory: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
 class Cluster:
     """One broker, one database, one home, and the workers started on them."""
 
     home: Path
     store_url: str
-    redis_port: int
+    broker_url: str
     tmp: Path
+    queue_prefix: str = field(default_factory=lambda: f"shipyard-{secrets.token_hex(4)}")
+    redis: RedisServer | None = None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    redis: subprocess.Popen[bytes] | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -54,7 +94,8 @@ class Cluster:
             SHIPYARD_HOME=str(self.home),
             SHIPYARD_EXECUTOR="celery",
             SHIPYARD_STORE_URL=self.store_url,
-            SHIPYARD_BROKER_URL=f"redis://127.0.0.1:{self.redis_port}/0",
+            SHIPYARD_BROKER_URL=self.broker_url,
+            SHIPYARD_QUEUE_PREFIX=self.queue_prefix,
             SHIPYARD_LEASE_SECONDS="4",
             SHIPYARD_SWEEP_SECONDS="1",
             SHIPYARD_REQUEUE_SECONDS="8",
@@ -65,24 +106,12 @@ class Cluster:
     def settings(self) -> ExecutorSettings:
         return ExecutorSettings.from_env(self.env)
 
-    def start_redis(self) -> None:
-        self.redis = subprocess.Popen(
-            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.tmp)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.redis_port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop_redis(self) -> None:
-        if self.redis is not None and self.redis.poll() is None:
-            self.redis.kill()
-            self.redis.wait(timeout=10)
+    def restart_broker(self) -> None:
+        """Restart the redis-server empty: every queued message is gone."""
+        assert self.redis is not None, "only our own redis-server can be restarted"
+        self.redis.stop()
+        time.sleep(1)
+        self.redis.start()
 
     def start_worker(
         self, *, failpoints: str = "", concurrency: int = 1, log: str = "worker"
@@ -119,17 +148,79 @@ class Cluster:
             time.sleep(0.5)
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, postgres_url: str) -> Iterator[Cluster]:  # noqa: F811
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for every executor test; each test has its own queues on it."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed; the Celery executor tests start their own")
+    server = RedisServer(port=free_port(), directory=tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The workers' home, shared by the tests of a session: sandbox environments, wheels and
+    measurements of trees measured before stay warm. Runs never collide in it (ids are unique)."""
+    return tmp_path_factory.mktemp("cluster-home")
+
+
+@pytest.fixture
+def cluster(
+    tmp_path: Path,
+    postgres_url: str,  # noqa: F811
+    redis_server: RedisServer,
+    cluster_home: Path,
+) -> Iterator[Cluster]:
     made = Cluster(
-        home=tmp_path / "home", store_url=postgres_url, redis_port=free_port(), tmp=tmp_path
+        home=cluster_home,
+        store_url=postgres_url,
+        broker_url=redis_server.url,
+        tmp=tmp_path,
+        redis=redis_server,
     )
-    made.start_redis()
     try:
         yield made
     finally:
         for proc in made.workers:
             made.kill(proc)
-        made.stop_redis()
+        if not redis_server.running:  # a test that stopped it failed half-way
+            redis_server.start()
+
+
+def docs_task(repo: Path, directory: Path, index_url: str, *, note: str) -> Task:
+    """A submitted patch adding a page under docs/: verified for real, and merged by the seed
+    policy (documentation, on the auto-merge allowlist)."""
+    lines = [f"# {note}", "", "Written by a test of the Celery executor."]
+    patch = directory / f"{note}.patch"
+    patch.write_text(
+        f"diff --git a/docs/{note}.md b/docs/{note}.md\n"
+        "new file mode 100644\n"
+        "--- /dev/null\n"
+        f"+++ b/docs/{note}.md\n"
+        f"@@ -0,0 +1,{len(lines)} @@\n" + "".join(f"+{line}\n" for line in lines)
+    )
+    return Task(
+        blueprint="submit",
+        repo=str(repo),
+        title=f"docs: {note}",
+        params={
+            "patch": str(patch),
+            "change_type": ChangeType.DOCUMENTATION.value,
+            "index_url": index_url,
+        },
+    )
+
+
+def merges_of(repo: Path, run_id: str) -> list[str]:
+    """Commits on main carrying the run's ``Shipyard-Run`` trailer."""
+    from scenario import GIT_ENV  # type: ignore[import-not-found]
+
+    done = subprocess.run(
+        ["git", "log", "--format=%H", f"--grep=^Shipyard-Run: {run_id}$", "main"],
+        cwd=repo, env=GIT_ENV, capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return done.stdout.split()

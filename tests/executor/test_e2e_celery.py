@@ -34,7 +34,9 @@ def test_demo_flow_on_celery_with_postgresql(
             monkeypatch.setenv(name, value)
     cluster.start_worker(concurrency=2, log="e2e")
 
-    flow(tmp_path, index_url)  # its home is tmp_path/"home", the cluster's home
+    # The CLI's home is tmp_path/"home"; the workers share the cluster's. Merges from both (the
+    # workers' and an approval's in the CLI) are serialised by the store's lock.
+    flow(tmp_path, index_url)
 
     from shipyard.store import Store
 
