@@ -2,10 +2,11 @@
 
 Merges into one target are serialised by a lock per (repository, target): a PostgreSQL advisory
 lock when the store is PostgreSQL (workers on different hosts share it), always with a file lock
-under the shipyard home beneath it (one host). Under the lock the queue first looks for the run's ``Shipyard-Run`` trailer in the target's history, so a retry after a crash
-records the earlier merge instead of merging again. If the target moved since the change was
-verified, the change is rebased onto it; a different tree is verified again and the policy decides
-again before anything lands. A conflict becomes a review naming the conflicting files.
+under the shipyard home beneath it (one host). Under the lock the queue first looks for the run's
+``Shipyard-Run`` trailer in the target's history, so a retry after a crash records the earlier
+merge instead of merging again. If the target moved since the change was verified, the change is
+rebased onto it; a different tree is verified again and the policy decides again before anything
+lands. A conflict becomes a review naming the conflicting files.
 """
 
 from __future__ import annotations
@@ -92,19 +93,20 @@ class MergeQueue:
         self.locks.mkdir(parents=True, exist_ok=True)
         name = f"{self.forge.url}\0{target}"
         deadline = time.monotonic() + self.wait_seconds
-        waited: list[bool] = []
+        pause = 0.0
 
         def waiting() -> None:
-            if not waited and on_wait is not None:
+            nonlocal pause
+            if not pause and on_wait is not None:
                 on_wait()
-            waited.append(True)
             if time.monotonic() > deadline:
                 raise DeliveryError(
                     f"the merge queue of {target} stayed busy for {self.wait_seconds:g} s; "
                     "nothing was merged. Check for a stuck shipyard process, then run "
                     "`shipyard recover`."
                 )
-            time.sleep(0.1)
+            pause = min(pause * 1.5 or 0.05, 1.0)  # many waiters do not hammer the database
+            time.sleep(pause)
 
         with contextlib.ExitStack() as held:
             if self.store is not None and shared_locks(self.store):
