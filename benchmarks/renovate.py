@@ -328,7 +328,8 @@ def main() -> None:
     startup = start_up(renovate, args.repeat)
     print(f"start-up alone (median): {startup}")
     wanted = set(args.only or [])
-    shutil.rmtree(OUT / "renovate-logs", ignore_errors=True)
+    if not wanted:  # a partial run keeps the other repositories' logs
+        shutil.rmtree(OUT / "renovate-logs", ignore_errors=True)
     OUT.mkdir(parents=True, exist_ok=True)
     results = []
     with serve(index_dir) as index, tempfile.TemporaryDirectory(prefix="shipyard-renovate-") as tmp:
