@@ -1,14 +1,15 @@
 """The dashboard in a real browser (Debian's Chromium through Playwright) against a real server.
 
-One server, one browser: log in with a token, submit runs through the API and watch them finish on
-the runs page without reloading it, open the run routed to review, see that its requester may not
-approve it, approve it as another reviewer and find the merge on the repository's main branch,
-then read the metrics page's charts. Screenshots are kept under build/test-artifacts/dashboard/.
+One server, one browser: log in with a token, start runs with the dashboard's form and watch them
+finish on their page and the runs page without reloading, open the run routed to review, see that
+its requester may not approve it, approve it as another reviewer and find the merge on the
+repository's main branch, then read the metrics page's charts. Screenshots are kept under build/test-artifacts/dashboard/.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 import shutil
 import socket
 import sys
@@ -18,7 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 import uvicorn
 
@@ -49,18 +49,6 @@ class Server:
     url: str
     repo: Path
     secrets: dict[str, str]
-
-    def submit(self, who: str, body: dict[str, object]) -> str:
-        done = httpx.post(
-            f"{self.url}/api/tasks",
-            json=body,
-            headers={"Authorization": f"Bearer {self.secrets[who]}"},
-            timeout=60,
-        )
-        assert done.status_code == 202, done.text
-        run_ids: list[str] = done.json()["run_ids"]
-        assert len(run_ids) == 1
-        return run_ids[0]
 
 
 def _free_port() -> int:
@@ -128,6 +116,19 @@ def log_in(page: object, server: Server, who: str) -> None:
     page.wait_for_url(f"{server.url}/runs")  # type: ignore[attr-defined]
 
 
+def start_run(page: object, server: Server, title: str, change_type: str, patch: str) -> str:
+    """Start a ``submit`` run with the dashboard's form; the new run's id (its page is open)."""
+    page.get_by_role("link", name="New run").click()  # type: ignore[attr-defined]
+    page.get_by_label("Repository").select_option("shop")  # type: ignore[attr-defined]
+    page.get_by_label("Blueprint").select_option("submit")  # type: ignore[attr-defined]
+    page.get_by_label("Title").fill(title)  # type: ignore[attr-defined]
+    page.get_by_label("Change type").select_option(change_type)  # type: ignore[attr-defined]
+    page.get_by_label("Patch").fill(patch)  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Start").click()  # type: ignore[attr-defined]
+    page.wait_for_url(re.compile(r".*/runs/[0-9]{8}-.*"))  # type: ignore[attr-defined]
+    return str(page.url.split("/runs/")[1].split("?")[0])  # type: ignore[attr-defined]
+
+
 def test_watch_runs_finish_live_approve_a_review_and_read_the_metrics(
     server: Server, browser: object
 ) -> None:
@@ -138,19 +139,18 @@ def test_watch_runs_finish_live_approve_a_review_and_read_the_metrics(
     page.goto(f"{server.url}/insights")
     assert "/login" in page.url  # a stranger is asked to log in first
     log_in(page, server, "alice")
-    page.evaluate("window.notReloaded = true")
 
-    docs = server.submit(
-        "alice",
-        {"blueprint": "submit", "repo": "shop", "change_type": "documentation",
-         "title": "Document the report", "patch": docs_patch(server.repo)},
+    docs = start_run(page, server, "Document the report", "documentation", docs_patch(server.repo))
+    expect(page.get_by_role("status")).to_contain_text("run started by alice")
+    page.evaluate("window.notReloaded = true")
+    expect(page.locator("#run-status .status-merged")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    assert page.evaluate("window.notReloaded") is True  # the run's page followed it live
+    feature = start_run(
+        page, server, "Low-stock report", "feature",
+        (PATCHES / "feature-low-stock.patch").read_text(encoding="utf-8"),
     )  # fmt: skip
-    feature = server.submit(
-        "alice",
-        {"blueprint": "submit", "repo": "shop", "change_type": "feature",
-         "title": "Low-stock report",
-         "patch": (PATCHES / "feature-low-stock.patch").read_text(encoding="utf-8")},
-    )  # fmt: skip
+    page.goto(f"{server.url}/runs")
+    page.evaluate("window.notReloaded = true")
 
     rows = page.locator("#run-rows tr")
     expect(rows.filter(has_text="Document the report").locator(".status-merged")).to_be_visible(

@@ -101,3 +101,12 @@ def test_the_form_sends_each_blueprint_only_its_own_fields() -> None:
         "blueprint": "submit", "repo": "shop", "patch": "diff", "title": "T",
         "change_type": "refactor",
     }  # fmt: skip
+
+
+def test_a_pasted_patch_gets_back_the_line_ends_the_browser_changed() -> None:
+    # HTML forms send a textarea's line breaks as CRLF, whatever was pasted into it.
+    sent = "--- a/README.md\r\n+++ b/README.md\r\n@@ -1 +1 @@\r\n-a\r\n+b\r\n"
+    body = task_body(
+        blueprint="submit", repo="shop", title="", task="", patch=sent, change_type="documentation"
+    )
+    assert body["patch"] == "--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-a\n+b\n"

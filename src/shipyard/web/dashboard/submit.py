@@ -55,7 +55,9 @@ def task_body(
         if change_type:
             body["change_type"] = change_type
     elif blueprint == "submit":
-        body.update(patch=patch, title=title, change_type=change_type)
+        # Browsers send a textarea's lines ending in CRLF (HTML forms normalise them so); the
+        # diff was LF when it was pasted, and would not apply otherwise.
+        body.update(patch=patch.replace("\r\n", "\n"), title=title, change_type=change_type)
     return body
 
 
