@@ -59,7 +59,10 @@ def test_a_login_posted_from_another_site_is_refused(site: Site) -> None:
     # CSRF), but it can neither read this server's form token nor set its cookie.
     victim = site.client()
     forged = {"token": site.secrets["vic"], "next": "/runs"}
-    assert victim.post("/login", data=forged).status_code == 403
+    refused = victim.post("/login", data=forged)
+    assert refused.status_code == 403
+    assert "sent from another site" in refused.text  # on a fresh login form
+    assert SESSION_COOKIE not in victim.cookies
     # A form token the attacker fetched in a browser of its own does not match the victim's cookie.
     attacker = site.client()
     stolen = hidden_field(attacker.get("/login").text, CSRF_FIELD)

@@ -166,7 +166,10 @@ def login(
     next: Annotated[str, Form()] = "/runs",
     form_token: Annotated[str, Form(alias="csrf_token")] = "",
 ) -> Response:
-    check_login_csrf(request, form_token)
+    try:
+        check_login_csrf(request, form_token)
+    except HTTPException as exc:  # shown on a fresh login form, whose token will be accepted
+        return _login_page(request, next, status_code=exc.status_code, error=str(exc.detail))
     tokens: TokenStore = request.app.state.tokens
     identity = tokens.authenticate(token.strip())
     if identity is None:
