@@ -184,8 +184,13 @@ def run_deps(
             plan = shipyard.run_deps(repo=repo, index_url=index_url, requested_by=requested_by)
             if not plan.plan.runs and not json_out:
                 console.print(
-                    "nothing to update: every dependency is current under the rules "
-                    "(`--dry-run` shows what was left alone and why)"
+                    "nothing to start now"
+                    + (
+                        f": {len(plan.plan.deferred)} deferred"
+                        if plan.plan.deferred
+                        else ": every dependency is current under the rules"
+                    )
+                    + " (`--dry-run` shows every update found, what was deferred or left alone, and why)"
                 )
             return plan.runs
 

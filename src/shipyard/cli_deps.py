@@ -1,5 +1,8 @@
 """What ``shipyard run deps --dry-run`` prints: one JSON object per update with ``--json`` (JSON
-lines), else a table of the planned runs and one of what was left alone and why."""
+lines), else a table of the planned runs and one of what was left alone and why.
+
+Every update found is listed: those a real run would start now first, then those it would defer
+(open-run limit, schedule, cooldown), each with ``deferred`` saying why."""
 
 from __future__ import annotations
 
@@ -15,22 +18,27 @@ from shipyard.deps.render import age
 
 def dry_run_records(plan: Plan) -> list[dict[str, Any]]:
     """One record per update: package, manifest, current, target, update type, reason,
-    vulnerabilities, and the run it belongs to (kind and group), in the order runs would start."""
+    vulnerabilities, the run it belongs to (kind and group), and ``deferred``: None when a real run
+    would start it now, else why not. Runs to start come first, in the order they would start."""
     records = []
-    for run in plan.runs:
+    for run in (*plan.runs, *plan.deferred):
         for update in run.updates:
             shown = update.as_dict()
             shown.pop("changes")
             records.append(
-                {**shown, "run": {"kind": run.kind, "name": run.name, "title": run.title}}
+                {
+                    **shown,
+                    "deferred": run.deferred or None,
+                    "run": {"kind": run.kind, "name": run.name, "title": run.title},
+                }
             )
         if run.kind == "lock":
             records.append(
                 {"package": None, "manifest": None, "current": None, "target": None,
                  "update_type": "lock-maintenance", "security": False,
                  "reason": "lock file maintenance is due: refresh every transitive pin",
-                 "vulnerabilities": [], "run": {"kind": run.kind, "name": run.name,
-                                                "title": run.title}}
+                 "vulnerabilities": [], "deferred": None,
+                 "run": {"kind": run.kind, "name": run.name, "title": run.title}}
             )  # fmt: skip
     return records
 
@@ -45,7 +53,7 @@ def print_dry_run(plan: Plan, *, json_out: bool) -> None:
         console.print("nothing to update: every dependency is current under the rules")
     else:
         table = Table(title="Planned updates (dry run: nothing was changed)", title_justify="left")
-        for column in ("run", "package", "from", "to", "type", "age", "manifest", "reason"):
+        for column in ("run", "package", "from", "to", "type", "age", "manifest", "reason", "when"):
             table.add_column(column, overflow="fold")
         for r in records:
             vulns = ", ".join(v["id"] for v in r["vulnerabilities"])
@@ -54,6 +62,7 @@ def print_dry_run(plan: Plan, *, json_out: bool) -> None:
                 str(r["package"] or "-"), str(r["current"] or "-"), str(r["target"] or "-"),
                 r["update_type"], age(r) if r["package"] else "-", str(r["manifest"] or "-"),
                 r["reason"] + (f" [red]{vulns}[/]" if vulns else ""),
+                r["deferred"] or "now",
             )  # fmt: skip
         console.print(table)
     if plan.skipped:

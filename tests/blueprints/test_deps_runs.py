@@ -145,6 +145,24 @@ def test_dry_run_lists_each_update_with_its_reason_and_changes_nothing(
     assert "PYSEC-2026-11" in table
 
 
+def test_dry_run_lists_updates_over_the_open_run_limit_as_deferred(
+    tmp_path: Path, deps_index: str
+) -> None:
+    pins = {"alpha": "1.0.0", "beta": "0.3.0", "gamma": "1.0.0"}
+    repo = make_project(tmp_path / "repo", pins, "max_open_runs = 1\n")
+    records = dry_run(tmp_path / "home", repo, deps_index)
+    # the security fix ignores the limit; one regular run fits; the other is listed, deferred
+    assert [(r["package"], r["run"]["kind"], r["deferred"]) for r in records] == [
+        ("alpha", "security", None),
+        ("beta", "update", None),
+        ("gamma", "update", "deferred: open-run limit 1 reached"),
+    ]
+    table = shipyard_cli(tmp_path / "home", "run", "deps", "--repo", str(repo), "--index-url",
+                         deps_index, "--dry-run").stdout  # fmt: skip
+    assert "gamma" in table
+    assert "open-run limit 1" in " ".join(table.split())
+
+
 def test_rules_ignore_cooldown_per_type_grouping_and_allowed_versions(
     tmp_path: Path, deps_index: str
 ) -> None:

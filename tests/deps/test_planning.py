@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 from packaging.version import Version
 
+from shipyard.app import DepsPlan, deps_tasks
+from shipyard.cli_deps import dry_run_records
 from shipyard.deps.index import DistFile, Release
 from shipyard.deps.manifests.model import Dependency
 from shipyard.deps.planning import History, PackageData, plan
@@ -113,14 +116,15 @@ def test_cooldown_is_separate_per_update_type() -> None:
     config = deps_config(cooldown={"major": 3, "minor": 10})
     (run,) = plan([pin("alpha", "1.0.0")], {"alpha": ALPHA}, config, now=NOW).runs
     assert str(run.updates[0].target) == "1.0.1"
-    # everything in cooldown: skipped, saying which release waits for how long
+    # everything in cooldown: deferred, saying which release waits for how long
     result = plan(
         [pin("alpha", "1.0.1")], {"alpha": ALPHA}, deps_config(cooldown={"days": 30}), now=NOW
     )
     assert result.runs == ()
-    assert (
-        "2.0.0 is in its major cooldown (1.0 days old, 30 days required)"
-        in result.skipped[0].reason
+    (waiting,) = result.deferred
+    assert str(waiting.updates[0].target) == "2.0.0"
+    assert waiting.deferred == (
+        "deferred: 2.0.0 is in its major cooldown (1.0 days old, 30 days required)"
     )
 
 
@@ -191,12 +195,45 @@ def test_limit_of_open_runs_and_schedule_hold_back_regular_updates() -> None:
     result = plan(
         deps, packages, deps_config(max_open_runs=3), now=NOW, history=History(open_runs=2)
     )
-    assert len(result.runs) == 1
-    assert "limit of 3 open runs" in result.skipped[0].reason
+    assert [r.updates[0].package for r in result.runs] == ["alpha"]
+    (later,) = result.deferred
+    assert later.updates[0].package == "beta"
+    assert later.deferred == "deferred: open-run limit 3 reached, 2 waiting for review"
+    assert result.skipped == ()
     held = plan(deps, packages, deps_config(schedule="weekly"), now=NOW,
                 history=History(last_run=NOW - timedelta(hours=1)))  # fmt: skip
     assert held.runs == ()
-    assert {s.reason for s in held.skipped} == {"not due by its schedule"}
+    assert [(r.updates[0].package, r.deferred) for r in held.deferred] == [
+        ("alpha", "deferred: not due by its schedule (weekly)"),
+        ("beta", "deferred: not due by its schedule (weekly)"),
+    ]
+
+
+def test_a_dry_run_lists_every_update_beyond_the_default_open_run_limit() -> None:
+    names = [f"pkg{i:02}" for i in range(13)]
+    packages = {n: data(n, release("1.0.0"), release("1.0.1")) for n in names}
+    security = data("pkg12", release("1.0.0"), release("1.0.1"),
+                    vulnerabilities={Version("1.0.0"): (vuln("PYSEC-9", "1.0.1"),)})  # fmt: skip
+    packages["pkg12"] = security
+    result = plan([pin(n, "1.0.0") for n in names], packages, DepsConfig(), now=NOW)
+    # the real run starts the security fix and ten updates; the other two wait
+    assert [r.kind for r in result.runs] == ["security", *["update"] * 10]
+    assert [r.updates[0].package for r in result.deferred] == ["pkg10", "pkg11"]
+    records = dry_run_records(result)
+    assert sorted(r["package"] for r in records) == names
+    assert [r["deferred"] for r in records] == [None] * 11 + [
+        "deferred: open-run limit 10 reached"
+    ] * 2
+    # a real run starts only what fits: one task per run to start, none for the deferred
+    tasks = deps_tasks(DepsPlan(repo=Path("/repo"), plan=result))
+    assert [t.params["updates"][0]["package"] for t in tasks] == ["pkg12", *names[:10]]
+    # grouped updates over the limit are deferred as one run, like they would start
+    grouped = deps_config(groups=[{"name": "all", "update_types": ["patch"]}], max_open_runs=1)
+    result = plan([pin(n, "1.0.0") for n in names[:3]], packages, grouped, now=NOW,
+                  history=History(open_runs=1))  # fmt: skip
+    assert result.runs == ()
+    (run,) = result.deferred
+    assert (run.name, len(run.updates)) == ("all", 3)
 
 
 def test_ranges_follow_the_range_strategy_and_locks_move_with_them() -> None:

@@ -4,12 +4,16 @@ Security fixes come first, each to the smallest release that fixes every advisor
 current version, bypassing release age, update types, schedule and the open-run limit (they respect
 ``ignore`` and ``allowed_versions``). Regular updates follow, grouped as configured; lock file
 maintenance, when due, is a run of its own.
+
+Nothing found is hidden: regular updates held back by the open-run limit, by their schedule or by a
+cooldown are planned as *deferred* runs that carry the reason they would not start now. The real run
+starts only ``Plan.runs``; ``--dry-run`` lists both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -98,6 +102,8 @@ class PlannedRun:
     kind: RunKind
     name: str
     updates: tuple[PlannedUpdate, ...]
+    deferred: str = ""
+    """Why this run would not start now (``"deferred: open-run limit 10 reached"``); empty if it would."""
 
     @property
     def change_type(self) -> str:
@@ -129,8 +135,11 @@ class Skipped:
 
 @dataclass(frozen=True)
 class Plan:
+    """The runs to start now, the runs found but deferred (each saying why), and what was skipped."""
+
     runs: tuple[PlannedRun, ...]
     skipped: tuple[Skipped, ...] = ()
+    deferred: tuple[PlannedRun, ...] = ()
 
     @property
     def updates(self) -> list[PlannedUpdate]:
@@ -159,7 +168,8 @@ def plan(
     for dep in dependencies:
         by_name.setdefault(dep.canonical_name, []).append(dep)
     security: list[PlannedRun] = []
-    regular: list[tuple[str | None, PlannedUpdate]] = []
+    regular: list[tuple[str | None, str, PlannedUpdate]] = []
+    held: list[tuple[str | None, str, PlannedUpdate]] = []
     skipped: list[Skipped] = []
     for name, occurrences in by_name.items():
         data = packages.get(name)
@@ -206,29 +216,37 @@ def plan(
         direct = [d for d in occurrences if d.direct]
         if not direct:
             continue  # a transitive pin: lock file maintenance refreshes it
-        if not due(rule.schedule, now, history.last_run):
-            skipped.append(Skipped(first.name, first.manifest, "not due by its schedule"))
-            continue
-        target, why = _target(data.releases, current, rule, now)
-        if target is None:
+        target, why, cooling = _target(data.releases, current, rule, now)
+        chosen = target or cooling
+        if chosen is None:
             if why:
                 skipped.append(Skipped(first.name, first.manifest, why))
             continue
-        update = _update(occurrences, data, rule, current, target, now=now)
+        update = _update(occurrences, data, rule, current, chosen, now=now)
         if update is None:
             continue
-        regular.append((group_for(config, name, update.update_type, rule), update))
+        group = group_for(config, name, update.update_type, rule)
+        if target is None:
+            held.append((group, f"deferred: {why}", update))
+        elif not due(rule.schedule, now, history.last_run):
+            schedule = str(rule.schedule).lstrip("@")
+            held.append((group, f"deferred: not due by its schedule ({schedule})", update))
+        else:
+            regular.append((group, "", update))
     runs = _grouped(regular)
+    deferred: list[PlannedRun] = []
     if config.max_open_runs:
         room = max(config.max_open_runs - history.open_runs, 0)
-        for run in runs[room:]:
-            for u in run.updates:
-                skipped.append(
-                    Skipped(u.package, u.manifest, f"limit of {config.max_open_runs} open runs")
-                )
+        waiting = f", {history.open_runs} waiting for review" if history.open_runs else ""
+        reason = f"deferred: open-run limit {config.max_open_runs} reached{waiting}"
+        deferred = [replace(run, deferred=reason) for run in runs[room:]]
         runs = runs[:room]
     lock = _lock_run(dependencies, config, now, history)
-    return Plan(runs=tuple(security + runs + lock), skipped=tuple(skipped))
+    return Plan(
+        runs=tuple(security + runs + lock),
+        skipped=tuple(skipped),
+        deferred=tuple(deferred + _grouped(held)),
+    )
 
 
 def _primary(occurrences: Sequence[Dependency]) -> Dependency:
@@ -272,8 +290,9 @@ def _age_days(release: Release, now: datetime) -> float | None:
 
 def _target(
     releases: Sequence[Release], current: Version, rule: Effective, now: datetime
-) -> tuple[Release | None, str]:
-    """The newest release the rule allows, or None and why nothing was chosen ('' if up to date)."""
+) -> tuple[Release | None, str, Release | None]:
+    """The newest release the rule allows, or None and why nothing was chosen ('' if up to date);
+    third, when every allowed release is still cooling down, the newest of them."""
     prereleases = rule.prereleases or current.is_prerelease
     newer = [
         r
@@ -284,7 +303,7 @@ def _target(
         and (prereleases or not r.version.is_prerelease)
     ]
     if not newer:
-        return None, ""
+        return None, "", None
     allowed = [
         r
         for r in newer
@@ -293,7 +312,7 @@ def _target(
     ]
     if not allowed:
         newest = max(newer, key=lambda r: r.version).version
-        return None, f"{newest} is not allowed by the rules (update types, allowed versions)"
+        return None, f"{newest} is not allowed by the rules (update types, allowed versions)", None
     old_enough = []
     for r in allowed:
         days = rule.cooldown(update_kind(current, r.version).value)
@@ -305,11 +324,12 @@ def _target(
         kind = update_kind(current, youngest.version).value
         age = _age_days(youngest, now)
         shown = "unknown age" if age is None else f"{age:.1f} days old"
-        return None, (
+        why = (
             f"{youngest.version} is in its {kind} cooldown ({shown}, "
             f"{rule.cooldown(kind)} days required)"
         )
-    return max(old_enough, key=lambda r: r.version), ""
+        return None, why, youngest
+    return max(old_enough, key=lambda r: r.version), "", None
 
 
 def _update(
@@ -398,15 +418,18 @@ def _new_specifier(rule: Effective, specifier: str, target: Version) -> str | No
         return None
 
 
-def _grouped(regular: Sequence[tuple[str | None, PlannedUpdate]]) -> list[PlannedRun]:
-    groups: dict[str, list[PlannedUpdate]] = {}
+def _grouped(regular: Sequence[tuple[str | None, str, PlannedUpdate]]) -> list[PlannedRun]:
+    """Update runs: one per group (and reason for deferring), then one per ungrouped update."""
+    groups: dict[tuple[str, str], list[PlannedUpdate]] = {}
     runs: list[PlannedRun] = []
-    for group, update in regular:
+    for group, deferred, update in regular:
         if group is None:
-            runs.append(PlannedRun("update", update.package, (update,)))
+            runs.append(PlannedRun("update", update.package, (update,), deferred))
         else:
-            groups.setdefault(group, []).append(update)
-    grouped = [PlannedRun("update", name, tuple(items)) for name, items in groups.items()]
+            groups.setdefault((group, deferred), []).append(update)
+    grouped = [
+        PlannedRun("update", name, tuple(items), why) for (name, why), items in groups.items()
+    ]
     return grouped + runs
 
 
