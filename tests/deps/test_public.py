@@ -7,21 +7,29 @@ import shipyard.deps
 
 def test_public_names_are_pinned() -> None:
     assert sorted(shipyard.deps.__all__) == [
+        "DepsConfig",
         "DistFile",
-        "OtherLine",
+        "History",
+        "PackageData",
         "PackageIndex",
-        "Pin",
+        "Plan",
+        "PlannedRun",
+        "PlannedUpdate",
         "Release",
-        "Requirements",
-        "Update",
-        "UpdateKind",
-        "find_updates",
-        "parse_requirements",
-        "parse_text",
-        "read_requirements",
+        "Skipped",
+        "UpdateType",
+        "Vulnerability",
+        "plan",
+        "plan_repository",
         "redact",
-        "set_pin",
         "update_kind",
     ]
     for name in shipyard.deps.__all__:
         assert getattr(shipyard.deps, name) is not None
+
+
+def test_the_superseded_modules_are_gone() -> None:
+    import importlib.util
+
+    assert importlib.util.find_spec("shipyard.deps.updates") is None
+    assert importlib.util.find_spec("shipyard.deps.requirements") is None

@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 from packaging.version import Version
 
 from shipyard.config import load_config
-from shipyard.deps.rules import DepsConfig, due, group_for, matches, resolve
+from shipyard.deps.rules import (
+    DepsConfig,
+    UpdateType,
+    due,
+    group_for,
+    matches,
+    resolve,
+    update_kind,
+)
 from shipyard.errors import ConfigError
 
 
@@ -193,3 +201,22 @@ def test_versions_outside_allowed_versions_are_never_allowed(versions: list[str]
     assert rule.allowed_versions is not None
     for v in versions:
         assert rule.allowed_versions.contains(Version(v)) == (Version(v) < Version("2"))
+
+
+@pytest.mark.parametrize(
+    ("current", "new", "kind"),
+    [
+        ("1.0.0", "1.0.1", "patch"),
+        ("1.0", "1.0.0.1", "patch"),
+        ("1.0.0", "1.0.0.post1", "patch"),
+        ("1.0.9", "1.1.0", "minor"),
+        ("1.4", "1.10", "minor"),
+        ("1.4.0", "2.0.0", "major"),
+        ("2024.1", "2025.1", "major"),
+        ("0.3.0", "0.3.1", "patch"),
+        ("0.3.0", "0.4.0", "major"),
+        ("1.0", "1!1.0", "major"),
+    ],
+)
+def test_update_kind_compares_release_segments(current: str, new: str, kind: UpdateType) -> None:
+    assert update_kind(Version(current), Version(new)) == kind

@@ -13,10 +13,9 @@ from types import ModuleType
 import pytest
 from packaging.version import Version
 
-from shipyard.deps.index import PackageIndex
+from shipyard.deps import DepsConfig, PackageIndex, plan_repository
 from shipyard.deps.localindex import LocalIndex, serve
-from shipyard.deps.requirements import parse_requirements
-from shipyard.deps.updates import UpdateKind, find_updates
+from shipyard.deps.manifests import load
 from tests.examples.conftest import scenario
 
 PATCHES: Path = scenario.PATCHES
@@ -81,24 +80,25 @@ def test_later_versions_were_uploaded_later(example_index: LocalIndex) -> None:
 
 
 def test_the_example_has_one_minor_and_one_major_update(example_index: LocalIndex) -> None:
-    pins = parse_requirements(PROJECT / "requirements.txt")
-    assert {p.name: str(p.version) for p in pins} == {
+    pins = load(PROJECT, "requirements.txt").dependencies()
+    assert {p.name: str(p.pinned) for p in pins} == {
         "slugkit": "1.0.0",
         "moneyfmt": "1.4.0",
         "textcols": "2.1.0",
     }
-    with PackageIndex(example_index.url) as client:
-        updates = find_updates(pins, client)
-    assert [(u.name, u.new, u.kind) for u in updates] == [
-        ("slugkit", Version("1.1.0"), UpdateKind.MINOR),
-        ("moneyfmt", Version("2.0.0"), UpdateKind.MAJOR),
+    config = DepsConfig(files=["requirements.txt"])
+    planned = plan_repository(PROJECT, config, index_url=example_index.url, cache_dir=None)
+    assert [(u.package, u.target, u.update_type) for u in planned.updates] == [
+        ("slugkit", Version("1.1.0"), "minor"),
+        ("moneyfmt", Version("2.0.0"), "major"),
     ]
+    assert planned.deferred == ()
 
 
 def test_dev_requirements_pin_exactly_the_tools_the_index_carries(builder: ModuleType) -> None:
-    pins = parse_requirements(PROJECT / "requirements-dev.txt")
+    pins = load(PROJECT, "requirements-dev.txt").dependencies()
     assert (
-        tuple(f"{p.name}=={p.version}" for p in pins)
+        tuple(f"{p.name}=={p.pinned}" for p in pins)
         == builder.TOOLS
         == (
             "pytest==9.2.0",

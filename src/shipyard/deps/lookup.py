@@ -6,26 +6,40 @@ This is the only part of dependency planning that does I/O; ``planning.plan`` de
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from shipyard.deps.index import PackageIndex
 from shipyard.deps.jsonapi import JsonApi, gather, json_api_base
-from shipyard.deps.manifests import Dependency, discover
-from shipyard.deps.planning import History, Plan, plan
+from shipyard.deps.manifests import Dependency, Manifest, discover
+from shipyard.deps.planning import History, Plan, Skipped, plan
 from shipyard.deps.rules import DepsConfig
 from shipyard.events import RunState
 from shipyard.model import RunStatus
 
 
+def manifests(repo: Path, config: DepsConfig) -> list[Manifest]:
+    """The configured manifests (all discovered ones when none are named)."""
+    if config.files is None:
+        return discover(repo)
+    present = [name for name in config.files if (repo / name).is_file()]
+    return discover(repo, present) if present else []
+
+
 def dependencies(repo: Path, config: DepsConfig) -> list[Dependency]:
     """Every dependency in the configured manifests (all discovered ones when none are named)."""
-    if config.files is None:
-        manifests = discover(repo)
-    else:
-        present = [name for name in config.files if (repo / name).is_file()]
-        manifests = discover(repo, present) if present else []
-    return [dep for manifest in manifests for dep in manifest.dependencies()]
+    return [dep for manifest in manifests(repo, config) for dep in manifest.dependencies()]
+
+
+def left_alone(found: Iterable[Manifest]) -> list[Skipped]:
+    """The lines no reader could parse, as skipped dependencies naming file, line and why."""
+    return [
+        Skipped(problem.name, problem.location, f"cannot read requirement {problem.text!r}: "
+                f"{problem.reason}")
+        for manifest in found
+        for problem in manifest.unreadable
+    ]  # fmt: skip
 
 
 def plan_repository(
@@ -38,11 +52,16 @@ def plan_repository(
     now: datetime | None = None,
 ) -> Plan:
     """Read, look up and plan: the runs worth starting in ``repo`` now."""
-    deps = dependencies(repo, config)
+    found = manifests(repo, config)
+    deps = [dep for manifest in found for dep in manifest.dependencies()]
     with PackageIndex(index_url, cache_dir=cache_dir) as index:
         base = json_api_base(index.url, config.json_api_url)
         packages = gather(deps, index, JsonApi(index, base) if base else None)
-    return plan(deps, packages, config, now=now or datetime.now(UTC), history=history or History())
+    planned = plan(
+        deps, packages, config, now=now or datetime.now(UTC), history=history or History()
+    )
+    unreadable = left_alone(found)
+    return replace(planned, skipped=(*unreadable, *planned.skipped)) if unreadable else planned
 
 
 def history(runs: Iterable[RunState]) -> History:

@@ -23,9 +23,8 @@ from packaging.version import Version
 from shipyard.deps.index import Release
 from shipyard.deps.manifests.model import LOCK_KINDS, Change, Dependency
 from shipyard.deps.manifests.ranges import range_for
-from shipyard.deps.rules import DepsConfig, Effective, due, group_for, resolve
+from shipyard.deps.rules import DepsConfig, Effective, due, group_for, resolve, update_kind
 from shipyard.deps.security import Vulnerability, smallest_fix
-from shipyard.deps.updates import update_kind
 from shipyard.errors import DependencyError
 
 RunKind = Literal["security", "update", "lock"]
@@ -307,7 +306,7 @@ def _target(
     allowed = [
         r
         for r in newer
-        if update_kind(current, r.version).value in rule.update_types
+        if update_kind(current, r.version) in rule.update_types
         and (rule.allowed_versions is None or rule.allowed_versions.contains(r.version, True))
     ]
     if not allowed:
@@ -315,13 +314,13 @@ def _target(
         return None, f"{newest} is not allowed by the rules (update types, allowed versions)", None
     old_enough = []
     for r in allowed:
-        days = rule.cooldown(update_kind(current, r.version).value)
+        days = rule.cooldown(update_kind(current, r.version))
         age = _age_days(r, now)
         if days == 0 or (age is not None and age >= days):
             old_enough.append(r)
     if not old_enough:
         youngest = max(allowed, key=lambda r: r.version)
-        kind = update_kind(current, youngest.version).value
+        kind = update_kind(current, youngest.version)
         age = _age_days(youngest, now)
         shown = "unknown age" if age is None else f"{age:.1f} days old"
         why = (
@@ -372,7 +371,7 @@ def _update(
     if not changes:
         return None
     first = _primary(occurrences)
-    kind = update_kind(current, target.version).value
+    kind = update_kind(current, target.version)
     if vulns:
         reason = (
             f"security: {', '.join(v.id for v in vulns)} affect{'s' if len(vulns) == 1 else ''} "

@@ -14,6 +14,7 @@ from typing import Literal
 from croniter import croniter
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 UpdateType = Literal["patch", "minor", "major"]
@@ -284,6 +285,20 @@ def group_for(config: DepsConfig, name: str, kind: str, effective: Effective) ->
         ):
             return group.name
     return None
+
+
+def update_kind(current: Version, new: Version) -> UpdateType:
+    """major when the first release segment grows, minor for the second, patch otherwise.
+
+    For 0.x versions the minor segment is treated as major, as semantic versioning does; a change
+    of epoch is always major.
+    """
+    old, cur = (*current.release, 0, 0), (*new.release, 0, 0)
+    if current.epoch != new.epoch or cur[0] != old[0] or (old[0] == 0 and cur[1] != old[1]):
+        return "major"
+    if cur[1] != old[1]:
+        return "minor"
+    return "patch"
 
 
 def due(schedule: str | None, now: datetime, last_run: datetime | None) -> bool:

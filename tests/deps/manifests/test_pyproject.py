@@ -105,15 +105,21 @@ def test_poetry_ranges_that_admit_the_version_stay() -> None:
         manifest.apply([change("helper", "1.2.0", section=section)], hashes=no_hashes)
 
 
+def test_an_unreadable_item_is_left_alone_and_never_rewritten() -> None:
+    text = '[project]\ndependencies = [\n  "webkit>=<1",  # sic\n  "ok==1.0",\n]\n'
+    manifest = Pyproject(path="pyproject.toml", text=text)
+    assert [d.name for d in manifest.dependencies()] == ["ok"]
+    [problem] = manifest.unreadable
+    assert problem.location == "pyproject.toml [project.dependencies]"
+    assert (problem.name, problem.text) == ("webkit", "webkit>=<1")
+    assert "PEP 508" in problem.reason
+    edited = manifest.apply([change("ok", "1.1")], hashes=no_hashes)
+    assert edited == text.replace("ok==1.0", "ok==1.1")
+
+
 def test_errors_name_the_file_and_the_fix() -> None:
     with pytest.raises(DependencyError, match=r"pyproject.toml: not valid TOML"):
         Pyproject(path="pyproject.toml", text="[project\n")
-    with pytest.raises(
-        DependencyError, match=r"\[project.dependencies\] item 'webkit>=<1' is not a PEP 508"
-    ):
-        Pyproject(
-            path="pyproject.toml", text='[project]\ndependencies = ["webkit>=<1"]\n'
-        ).dependencies()
     with pytest.raises(DependencyError, match=r"\[project.dependencies\] must be an array"):
         Pyproject(path="pyproject.toml", text='[project]\ndependencies = "webkit"\n').dependencies()
     with pytest.raises(DependencyError, match=r"nosuch is not a dependency here"):

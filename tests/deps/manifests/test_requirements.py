@@ -186,11 +186,26 @@ def test_a_hashed_requirement_without_index_hashes_is_an_error() -> None:
         manifest.apply([change("colorize", "2.1.0", manifest.path)], hashes=lambda n, v: [])
 
 
-def test_a_broken_requirement_names_file_line_and_fix() -> None:
-    with pytest.raises(
-        DependencyError, match=r"broken.txt:2: cannot read requirement 'webkit>=<1'.*PEP 508"
-    ):
-        RequirementsFile(path="broken.txt", text="ok==1.0\nwebkit>=<1\n")
+def test_an_unreadable_requirement_is_left_alone_naming_file_line_and_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Celery 5.2.7's requirements/dev.txt starts with `pytz>dev`: pip refuses it, the rest is fine.
+    text = "pytz>dev\r\nok==1.0  # keep\r\nwebkit>=<1 ; python_version < '3'\r\nlast==2.0\r\n"
+    manifest = RequirementsFile(path="requirements/dev.txt", text=text)
+    assert [d.name for d in manifest.dependencies()] == ["ok", "last"]
+    assert [(u.location, u.name, u.text) for u in manifest.unreadable] == [
+        ("requirements/dev.txt:1", "pytz", "pytz>dev"),
+        ("requirements/dev.txt:3", "webkit", "webkit>=<1 ; python_version < '3'"),
+    ]
+    assert "PEP 508" in manifest.unreadable[0].reason
+    assert "requirements/dev.txt:1: cannot read requirement 'pytz>dev'" in caplog.text
+    edited = manifest.apply(
+        [change("ok", "1.1", manifest.path), change("last", "2.1", manifest.path)],
+        hashes=no_hashes,
+    )
+    assert edited == text.replace("ok==1.0", "ok==1.1").replace("last==2.0", "last==2.1")
+    with pytest.raises(DependencyError, match=r"pytz is not a requirement here"):
+        manifest.apply([change("pytz", "2024.1", manifest.path)], hashes=no_hashes)
 
 
 # -- properties

@@ -11,7 +11,13 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from shipyard.deps.manifests.model import Change, Dependency, HashSource, ManifestKind
+from shipyard.deps.manifests.model import (
+    Change,
+    Dependency,
+    HashSource,
+    ManifestKind,
+    Unreadable,
+)
 from shipyard.errors import DependencyError
 
 SECTION = "lock"
@@ -33,6 +39,7 @@ class LockFile:
     kind: ManifestKind
     compiled_from: str | None = None
     direct: frozenset[str] = frozenset()
+    unreadable: list[Unreadable] = field(default_factory=list)
     _deps: list[Dependency] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:

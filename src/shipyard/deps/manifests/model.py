@@ -7,6 +7,7 @@ Lock files are rewritten by their own tool inside the sandbox (``shipyard.deps.m
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -75,6 +76,40 @@ class Dependency:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Unreadable:
+    """A dependency line (or pyproject item) shipyard cannot read: left alone, never rewritten.
+
+    ``line`` is 1-based for requirements files; pyproject items name their ``section`` instead.
+    ``reason`` says what is wrong and how to fix it.
+    """
+
+    manifest: str
+    text: str
+    reason: str
+    line: int | None = None
+    section: str | None = None
+
+    @property
+    def location(self) -> str:
+        """``file:line`` (or ``file [section]``) for messages."""
+        if self.line is not None:
+            return f"{self.manifest}:{self.line}"
+        return f"{self.manifest} [{self.section}]" if self.section else self.manifest
+
+    @property
+    def name(self) -> str:
+        """The project name the text starts with, or the text itself when it has none."""
+        head = _NAME.match(self.text)
+        return head.group(0) if head else self.text
+
+    def message(self) -> str:
+        return f"{self.location}: cannot read requirement {self.text!r} ({self.reason})"
+
+
+_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Change:
     """Move ``canonical_name`` in ``manifest`` to ``new_version``.
 
@@ -106,6 +141,8 @@ class Manifest(Protocol):
     compiled_from: str | None
     text: str
     """The file's content as read (for ``apply``'s comparisons; never re-read)."""
+    unreadable: list[Unreadable]
+    """Dependency lines the reader could not parse: reported, skipped, and never edited."""
 
     def dependencies(self) -> list[Dependency]:
         """Every dependency the file states, in file order."""

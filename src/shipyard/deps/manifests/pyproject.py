@@ -5,6 +5,7 @@ Edited with tomlkit, which keeps comments, quoting, spacing and order: only the 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,12 +17,19 @@ from packaging.version import InvalidVersion, Version
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Array, InlineTable, String, Table
 
-from shipyard.deps.manifests.model import Change, Dependency, HashSource, ManifestKind
+from shipyard.deps.manifests.model import (
+    Change,
+    Dependency,
+    HashSource,
+    ManifestKind,
+    Unreadable,
+)
 from shipyard.deps.manifests.ranges import poetry_to_pep440
 from shipyard.deps.manifests.requirements import _exact, _first_line, new_constraint, specifier_span
 from shipyard.errors import DependencyError
 
 _Container = Array | Table | InlineTable | AoT
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,7 +40,10 @@ class Pyproject:
     text: str
     compiled_from: str | None = None
     kind: ManifestKind = ManifestKind.PYPROJECT
+    unreadable: list[Unreadable] = field(default_factory=list)
+    """Dependency strings that are not PEP 508: skipped with a warning, never rewritten."""
     _doc: tomlkit.TOMLDocument = field(init=False, repr=False)
+    _deps: list[Dependency] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         try:
@@ -42,17 +53,20 @@ class Pyproject:
                 f"{self.path}: not valid TOML ({exc}); fix the file so that `python -c "
                 "\"import tomllib; tomllib.load(open('pyproject.toml','rb'))\"` accepts it."
             ) from exc
+        self._deps = [dep for dep, _, _ in self._entries(self._doc, self.unreadable)]
+        for problem in self.unreadable:
+            log.warning("%s; left alone", problem.message())
 
     @property
     def uses_poetry(self) -> bool:
         return "poetry" in self._tool()
 
     def dependencies(self) -> list[Dependency]:
-        return [dep for dep, _, _ in self._entries(self._doc)]
+        return list(self._deps)
 
     def apply(self, changes: Sequence[Change], *, hashes: HashSource) -> str:
         doc = tomlkit.parse(self.text)
-        entries = list(self._entries(doc))
+        entries = list(self._entries(doc, []))
         for change in changes:
             if change.manifest != self.path:
                 continue
@@ -78,18 +92,18 @@ class Pyproject:
         return tool if isinstance(tool, dict) else {}
 
     def _entries(
-        self, doc: tomlkit.TOMLDocument
+        self, doc: tomlkit.TOMLDocument, unreadable: list[Unreadable]
     ) -> Iterator[tuple[Dependency, _Container, int | str]]:
         project = doc.get("project", {})
-        yield from self._pep508(project.get("dependencies"), "project.dependencies")
+        yield from self._pep508(project.get("dependencies"), "project.dependencies", unreadable)
         for extra, items in _table(project.get("optional-dependencies")).items():
-            yield from self._pep508(items, f"project.optional-dependencies.{extra}")
+            yield from self._pep508(items, f"project.optional-dependencies.{extra}", unreadable)
         for group, items in _table(doc.get("dependency-groups")).items():
-            yield from self._pep508(items, f"dependency-groups.{group}")
+            yield from self._pep508(items, f"dependency-groups.{group}", unreadable)
         tool = _table(doc.get("tool"))
         pdm = _table(tool.get("pdm"))
         for group, items in _table(pdm.get("dev-dependencies")).items():
-            yield from self._pep508(items, f"tool.pdm.dev-dependencies.{group}")
+            yield from self._pep508(items, f"tool.pdm.dev-dependencies.{group}", unreadable)
         poetry = _table(tool.get("poetry"))
         yield from self._poetry(poetry.get("dependencies"), "tool.poetry.dependencies")
         yield from self._poetry(poetry.get("dev-dependencies"), "tool.poetry.dev-dependencies")
@@ -99,7 +113,7 @@ class Pyproject:
             )
 
     def _pep508(
-        self, items: object, section: str
+        self, items: object, section: str, unreadable: list[Unreadable]
     ) -> Iterator[tuple[Dependency, _Container, int | str]]:
         if items is None:
             return
@@ -114,10 +128,15 @@ class Pyproject:
             try:
                 req = Requirement(item)
             except InvalidRequirement as exc:
-                raise DependencyError(
-                    f"{self.path}: [{section}] item {item!r} is not a PEP 508 requirement "
-                    f"({_first_line(exc)}); write it as name[extras]<constraint>; marker."
-                ) from exc
+                unreadable.append(
+                    Unreadable(
+                        manifest=self.path,
+                        section=section,
+                        text=str(item),
+                        reason=f"{_first_line(exc)}; write it as name[extras]<constraint>; marker",
+                    )
+                )
+                continue
             if req.url:
                 continue
             start, end = specifier_span(item)

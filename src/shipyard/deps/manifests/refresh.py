@@ -312,11 +312,7 @@ def _poetry_lock(
     if everything:
         runner.run([*argv, "--regenerate"], cwd=folder, env=env, what=what)
         return
-    # poetry cannot lock one package at a given version: pin it for one resolution, then resolve
-    # again with the project's own constraints, which keep the locked version.
-    with pin_temporarily(workspace / folder / "pyproject.toml", upgrades, style="poetry"):
-        runner.run(argv, cwd=folder, env=env, what=what)
-    runner.run(argv, cwd=folder, env=env, what=what)
+    _lock_pinned(runner, workspace, folder, upgrades, "poetry", argv, env=env, what=what)
 
 
 def _pdm_lock(
@@ -342,9 +338,27 @@ def _pdm_lock(
     if everything:
         runner.run(argv, cwd=folder, env=env, what=what)
         return
-    with pin_temporarily(workspace / folder / "pyproject.toml", upgrades, style="pep621"):
-        runner.run([*argv, "--update-reuse"], cwd=folder, env=env, what=what)
-    runner.run([*argv, "--update-reuse"], cwd=folder, env=env, what=what)
+    argv = [*argv, "--update-reuse"]
+    _lock_pinned(runner, workspace, folder, upgrades, "pep621", argv, env=env, what=what)
+
+
+def _lock_pinned(
+    runner: _Runner,
+    workspace: Path,
+    folder: str,
+    upgrades: dict[str, Version],
+    style: str,
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    what: str,
+) -> None:
+    """Lock with each upgrade pinned in a temporary copy of the dependencies, then again with the
+    real pyproject.toml, which keeps the versions now locked and leaves the lock's content hash
+    matching the real file. For tools that cannot lock one package at a chosen version."""
+    with pin_temporarily(workspace / folder / "pyproject.toml", upgrades, style=style):
+        runner.run(argv, cwd=folder, env=env, what=what)
+    runner.run(argv, cwd=folder, env=env, what=what)
 
 
 def _new_entries(folder: Path) -> Callable[[], None]:

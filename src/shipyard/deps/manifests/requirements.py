@@ -7,6 +7,7 @@ hashed requirement, the hashes; nothing else.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,8 +19,16 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from shipyard.deps.manifests.compiled import CompileHeader, parse_header
-from shipyard.deps.manifests.model import Change, Dependency, HashSource, ManifestKind
+from shipyard.deps.manifests.model import (
+    Change,
+    Dependency,
+    HashSource,
+    ManifestKind,
+    Unreadable,
+)
 from shipyard.errors import DependencyError
+
+log = logging.getLogger(__name__)
 
 SECTION = "requirements"
 # pip strips a comment only when `#` starts the line or follows whitespace.
@@ -82,6 +91,8 @@ class RequirementsFile:
     compile_dir: str = ""
     """The repo-relative folder the compile command ran in (its paths are relative to it)."""
     includes: list[Include] = field(default_factory=list)
+    unreadable: list[Unreadable] = field(default_factory=list)
+    """Requirement lines that are not PEP 508: skipped with a warning, never rewritten."""
     _entries: list[tuple[_Logical, Dependency, re.Match[str]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -141,11 +152,18 @@ class RequirementsFile:
         except InvalidRequirement as exc:
             if head is None or "/" in requirement or ":" in requirement.split(";")[0]:
                 return None  # a path or URL to an archive: nothing to update
-            raise DependencyError(
-                f"{self.path}:{logical.first + 1}: cannot read requirement "
-                f"{requirement.strip()!r} ({_first_line(exc)}); fix the line (PEP 508: name[extras]"
-                "<constraint>; marker)."
-            ) from exc
+            # pip would refuse the line too, but one bad line must not hide every other update:
+            # it is reported (dry run, events) and left exactly as written.
+            problem = Unreadable(
+                manifest=self.path,
+                line=logical.first + 1,
+                text=requirement.strip(),
+                reason=f"{_first_line(exc)}; fix the line (PEP 508: name[extras]<constraint>; "
+                "marker)",
+            )
+            log.warning("%s; left alone", problem.message())
+            self.unreadable.append(problem)
+            return None
         if req.url or head is None:
             return None
         end = _SPEC_END.search(content, head.end())
