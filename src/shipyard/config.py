@@ -324,6 +324,9 @@ class RetrievalConfig(_Section):
     """Tokens of the gathered context the chunks may take; the context's own share caps it too."""
     min_score: float = Field(default=0.2, ge=-1.0, le=1.0)
     """Least cosine similarity to the task for a chunk to be shown."""
+    index_seconds: float = Field(default=45.0, ge=0, le=86_400)
+    """Time a run may spend embedding files not indexed yet, most relevant first (files the task
+    names, their neighbours, recently changed files); the rest waits for later runs."""
 
 
 class ExternalAgentConfig(_Section):

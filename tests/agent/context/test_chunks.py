@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from shipyard.agent.context.chunks import (
     MAX_CHUNK_LINES,
+    MAX_EMBED_CHARS,
     WINDOW_LINES,
     WINDOW_OVERLAP,
     chunk_file,
@@ -106,3 +107,14 @@ def test_only_python_and_text_formats_are_indexed() -> None:
     assert not indexable("logo.png")
     assert not indexable("data.bin")
     assert not indexable("Makefile")
+
+
+def test_what_is_embedded_is_the_label_and_the_head_of_the_chunk() -> None:
+    body = "\n".join(f"    total += {i}  # step {i}" for i in range(200))
+    text = f'def long(items):\n\n    """Sum of the items."""\n    total = 0\n{body}\n    return total\n'
+    [chunk] = [c for c in chunk_file("m.py", text) if c.start == 1]
+    embedded = chunk.embed_text
+    assert embedded.startswith('m.py function long\ndef long(items):\n"""Sum of the items."""\n')
+    assert "\n\n" not in embedded
+    assert "\n    " not in embedded
+    assert len(embedded) == MAX_EMBED_CHARS < len(chunk.text)

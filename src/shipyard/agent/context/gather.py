@@ -199,7 +199,7 @@ def retrieval_section(inputs: Inputs, budget: int) -> Section | None:
     if retriever is None or not inputs.task_text.strip():
         return None
     try:
-        stats = retriever.index(inputs.tree)
+        stats = retriever.index(inputs.tree, named=inputs.named, seconds=config.index_seconds)
         matches = retriever.search(inputs.tree, inputs.task_text, k=2 * config.top_k)
     except ShipyardError as exc:
         if config.mode == "on":
@@ -207,6 +207,12 @@ def retrieval_section(inputs: Inputs, budget: int) -> Section | None:
         logger.warning("retrieval skipped: %s", exc)
         inputs.notes.append(f"retrieval of code chunks skipped: {exc}")
         return None
+    if not stats.complete:
+        inputs.notes.append(
+            f"retrieval searched {stats.covered} of {stats.files} files: indexing stopped after "
+            f"{config.index_seconds:g} s ([agent.retrieval] index_seconds); later runs index more, "
+            "or `shipyard retrieval index` does it ahead of time"
+        )
     title = "Code like the task (retrieved by embeddings)"
     room = (min(budget, config.max_tokens) - estimate_tokens(f"## {title}\n\n") - 1) * 4
     good = [m for m in matches if m.score >= config.min_score]
@@ -217,8 +223,8 @@ def retrieval_section(inputs: Inputs, budget: int) -> Section | None:
     details = {
         "backend": retriever.vectors.backend,
         "model": retriever.embedder.name,
-        "index": {"files": stats.files, "chunked": stats.chunked, "embedded": stats.embedded,
-                  "reused": stats.reused, "seconds": stats.seconds},
+        "index": {"files": stats.files, "covered": stats.covered, "chunked": stats.chunked,
+                  "embedded": stats.embedded, "reused": stats.reused, "seconds": stats.seconds},
         "chunks": [{"path": m.path, "lines": [m.start, m.end], "kind": m.kind, "name": m.name,
                     "score": round(m.score, 4)} for m in used],
     }  # fmt: skip

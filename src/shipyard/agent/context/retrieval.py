@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import re
 import time
 from collections.abc import Sequence
@@ -43,63 +44,118 @@ MAX_FILE_BYTES = 100 * 1024
 """Larger files (generated code, data) are not chunked."""
 HOST_SWITCH = "SHIPYARD_RETRIEVAL"
 """Set to ``off`` on a host to turn retrieval off there, whatever repositories configure."""
-EMBED_BATCH = 256
-"""Chunks embedded and stored together (at least), so an interrupted index keeps what it did."""
+EMBED_BATCH = 64
+"""New chunks embedded and stored together: an interrupted index keeps what it did, and the time
+budget is checked between batches."""
+RECENT_COMMITS = 50
+"""Files changed by this many commits up to the indexed one are indexed before the rest."""
+READ_FILES = 100
+"""Files read from git at a time, so a short budget does not read the whole tree."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class IndexStats:
     """What one ``index`` call did: files in scope, file versions chunked now, chunks embedded now
-    and chunks whose vectors were already stored."""
+    and chunks whose vectors were already stored; ``covered`` files of the scope are searchable
+    afterwards (fewer than ``files`` when the time budget ran out first)."""
 
     files: int
     chunked: int
     embedded: int
     reused: int
     seconds: float
+    covered: int
+
+    @property
+    def complete(self) -> bool:
+        return self.covered == self.files
+
+
+def index_order(paths: Sequence[str], *, named: Sequence[str], recent: Sequence[str]) -> list[str]:
+    """``paths`` in the order they are indexed: the files a task names, then the other files of
+    their directories, then recently changed files (newest first), then the rest as given."""
+    known = set(paths)
+    first = [p for p in named if p in known]
+    dirs = {posixpath.dirname(p) for p in first}
+    near = [p for p in paths if posixpath.dirname(p) in dirs]
+    fresh = [p for p in recent if p in known]
+    return list(dict.fromkeys([*first, *near, *fresh, *paths]))
 
 
 class Retriever:
     """Indexes trees into ``vectors`` with ``embedder`` and searches them."""
 
-    def __init__(self, embedder: Embedder, vectors: Vectors) -> None:
+    def __init__(self, embedder: Embedder, vectors: Vectors, *, batch: int | None = None) -> None:
         self.embedder = embedder
         self.vectors = vectors
+        self.batch = batch or EMBED_BATCH
         self.space = f"{embedder.name}/chunker-{CHUNKER_VERSION}"
 
-    def index(self, tree: CommitTree) -> IndexStats:
+    def index(
+        self, tree: CommitTree, *, named: Sequence[str] = (), seconds: float | None = None
+    ) -> IndexStats:
+        """Chunk and embed the files of ``tree`` not indexed yet, most relevant first (see
+        ``index_order``), until done or ``seconds`` have passed.
+
+        The budget is checked before each batch of new chunks, and the first batch is always
+        embedded, so the files the task names are searchable even under a tiny budget. A file is
+        searchable once all its chunks are stored; what is left waits for the next call.
+        """
         began = time.monotonic()
         scope = _scope(tree)
         done = self.vectors.indexed(self.space, scope)
-        todo = [key for key in scope if key not in done]
-        texts = tree.read([path for path, _ in todo], max_bytes=MAX_FILE_BYTES)
-        embedded = reused = 0
-        pending: dict[FileKey, list[Chunk]] = {}
+        blobs = dict(scope)
+        order = index_order(
+            [path for path, _ in scope], named=named, recent=tree.recently_changed(RECENT_COMMITS)
+        )
+        todo = [(path, blobs[path]) for path in order if (path, blobs[path]) not in done]
+        embedded = reused = chunked = batches = 0
+        waiting: dict[FileKey, list[Chunk]] = {}  # chunked, some chunk not yet embedded
+        queue: dict[str, Chunk] = {}  # new chunks by digest, in index order
 
-        def flush() -> None:
-            nonlocal embedded, reused
-            chunks = {c.digest: c for found in pending.values() for c in found}
-            known = self.vectors.known(self.embedder.name, list(chunks))
-            new = [c for d, c in chunks.items() if d not in known]
-            vectors = self.embedder.embed([c.embed_text for c in new])
-            self.vectors.add(
-                self.space, self.embedder.name, pending,
-                {c.digest: v for c, v in zip(new, vectors, strict=True)},
-            )  # fmt: skip
-            embedded += len(new)
-            reused += len(chunks) - len(new)
-            pending.clear()
+        def out_of_time() -> bool:
+            return seconds is not None and batches > 0 and time.monotonic() - began >= seconds
 
-        for key in todo:
+        def embed(count: int) -> None:
+            nonlocal embedded, batches
+            digests = list(queue)[:count]
+            vectors = self.embedder.embed([queue[d].embed_text for d in digests])
+            fresh = dict(zip(digests, vectors, strict=True))
+            for digest in digests:
+                del queue[digest]
+            ready = {k: c for k, c in waiting.items() if not any(x.digest in queue for x in c)}
+            self.vectors.add(self.space, self.embedder.name, ready, fresh)
+            for key in ready:
+                del waiting[key]
+            embedded += len(digests)
+            batches += 1
+
+        stopped = False
+        for group in range(0, len(todo), READ_FILES):
+            keys = todo[group : group + READ_FILES]
+            texts = tree.read([path for path, _ in keys], max_bytes=MAX_FILE_BYTES)
             # A binary file is recorded with no chunks, so it is not read again.
-            text = texts.get(key[0])
-            pending[key] = chunk_file(key[0], text) if text is not None else []
-            if sum(len(c) for c in pending.values()) >= EMBED_BATCH:
-                flush()
-        flush()
+            chunks = {k: chunk_file(k[0], texts[k[0]]) if k[0] in texts else [] for k in keys}
+            digests = [c.digest for found in chunks.values() for c in found]
+            known = self.vectors.known(self.embedder.name, digests)
+            reused += len(known)
+            for key, found in chunks.items():
+                queue.update((c.digest, c) for c in found if c.digest not in known)
+                waiting[key] = found
+                chunked += 1
+                while len(queue) >= self.batch and not (stopped := out_of_time()):
+                    embed(self.batch)
+                if stopped:
+                    break
+            if stopped:
+                break
+        while queue and not out_of_time():
+            embed(self.batch)  # the last, partial batch
+        embed(0)  # files whose chunks all had vectors already
+        covered = len(scope) - len(todo) + chunked - len(waiting)
         stats = IndexStats(
-            files=len(scope), chunked=len(todo), embedded=embedded, reused=reused,
-            seconds=round(time.monotonic() - began, 3),
+            files=len(scope), chunked=chunked, embedded=embedded, reused=reused,
+            seconds=round(time.monotonic() - began, 3), covered=covered,
         )  # fmt: skip
         logger.info("indexed %s at %s: %s", tree.workspace, tree.commit[:12], stats)
         return stats
@@ -202,4 +258,4 @@ def _fenced(text: str) -> str:
     return f"{fence}\n{text.rstrip()}\n{fence}"
 
 
-__all__ = ["IndexStats", "Retriever", "open_retriever", "render_chunks", "store_url"]
+__all__ = ["IndexStats", "Retriever", "index_order", "open_retriever", "render_chunks", "store_url"]
