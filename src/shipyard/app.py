@@ -381,6 +381,10 @@ def deps_tasks(
                 "run_kind": planned.kind,
                 "group": planned.name,
                 "updates": [u.as_dict() for u in planned.updates],
+                "left_alone": [
+                    {"package": s.package, "manifest": s.manifest, "reason": s.reason}
+                    for s in plan.plan.skipped
+                ],
                 "change_type": planned.change_type,
                 **({"index_url": index_url} if index_url else {}),
             },

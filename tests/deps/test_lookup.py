@@ -55,3 +55,22 @@ def test_plan_a_repository_from_its_files_against_the_index(
     )
     assert [(u.package, str(u.target)) for u in plan.updates] == [("alpha", "1.1.0")]
     assert any((tmp_path / "cache").iterdir())
+
+
+def test_an_unreadable_requirement_is_left_alone_and_the_rest_is_planned(
+    tmp_path: Path, index: LocalIndex
+) -> None:
+    (tmp_path / "requirements").mkdir()
+    (tmp_path / "requirements" / "dev.txt").write_text("pytz>dev\nalpha==1.0.0\n")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, timeout=30)
+    plan = plan_repository(
+        tmp_path,
+        DepsConfig(update_types=["patch", "minor"]),
+        index_url=index.url,
+        cache_dir=None,
+    )
+    assert [(u.package, str(u.target)) for u in plan.updates] == [("alpha", "1.1.0")]
+    [skipped] = [s for s in plan.skipped if s.package == "pytz"]
+    assert skipped.manifest == "requirements/dev.txt:1"
+    assert skipped.reason.startswith("cannot read requirement 'pytz>dev': ")
+    assert "PEP 508" in skipped.reason

@@ -53,6 +53,7 @@ def assess(ctx: RunContext) -> None:
             "kind": params.get("run_kind", "update"),
             "group": params.get("group"),
             "updates": updates,
+            "left_alone": list(params.get("left_alone", [])),
         },
     )
     problems: list[str] = []

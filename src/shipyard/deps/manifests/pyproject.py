@@ -133,7 +133,7 @@ class Pyproject:
                         manifest=self.path,
                         section=section,
                         text=str(item),
-                        reason=f"{_first_line(exc)}; write it as name[extras]<constraint>; marker",
+                        reason=f"{_first_line(exc)}; write it as PEP 508: name[extras]<constraint>; marker",
                     )
                 )
                 continue

@@ -1,0 +1,58 @@
+"""One unreadable requirement line does not stop a dependency run: it is left alone and said so."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from shipyard.app import DepsPlan, deps_tasks
+from shipyard.deps.localindex import LocalIndex
+from shipyard.deps.lookup import plan_repository
+from shipyard.deps.rules import DepsConfig
+from tests.conftest import shipyard_cli
+
+DEV = "pytz>dev\r\nalpha==1.0.0  # pinned\r\n"
+
+
+def make_repo(root: Path) -> Path:
+    (root / "requirements").mkdir(parents=True)
+    (root / "requirements" / "dev.txt").write_bytes(DEV.encode())
+    (root / "shipyard.toml").write_text('[deps]\nupdate_types = ["patch", "minor"]\n')
+    for args in (
+        ("init", "-q", "-b", "main"),
+        ("add", "-A"),
+        ("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "start"),
+    ):
+        subprocess.run(["git", *args], cwd=root, check=True, timeout=30)  # fmt: skip
+    return root
+
+
+def test_the_dry_run_plans_the_rest_and_shows_the_line_left_alone(
+    tmp_path: Path, index: LocalIndex
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    home = tmp_path / "home"
+    out = shipyard_cli(home, "run", "deps", "--repo", str(repo), "--index-url", index.url,
+                       "--dry-run", "--json").stdout  # fmt: skip
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [(r["package"], r["target"]) for r in records] == [("alpha", "1.1.0")]
+    table = shipyard_cli(home, "run", "deps", "--repo", str(repo), "--index-url", index.url,
+                         "--dry-run").stdout  # fmt: skip
+    left_alone = table[table.index("Left alone") :]
+    assert "requirements/dev.txt:1" in left_alone
+    assert "cannot read requirement 'pytz>dev'" in left_alone
+    assert (repo / "requirements" / "dev.txt").read_bytes() == DEV.encode()
+
+
+def test_the_runs_carry_what_was_left_alone_into_their_events(
+    tmp_path: Path, index: LocalIndex
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    plan = plan_repository(repo, DepsConfig(update_types=["patch", "minor"]),
+                           index_url=index.url, cache_dir=None)  # fmt: skip
+    [task] = deps_tasks(DepsPlan(repo=repo, plan=plan), index_url=index.url)
+    [entry] = task.params["left_alone"]
+    assert entry["package"] == "pytz"
+    assert entry["manifest"] == "requirements/dev.txt:1"
+    assert "PEP 508" in entry["reason"]
