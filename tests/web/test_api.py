@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from shipyard.events import EventType
+from shipyard.model import Task
 from tests.conftest import EXAMPLES, needs_bwrap
 from tests.web.conftest import Server, new_feature
 
@@ -129,7 +131,28 @@ def test_a_forbidden_path_halts_and_publishes_nothing(server: Server) -> None:
     assert branches(server.repo) == before
 
 
+def recorded(server: Server, *, requested_by: str, halted: bool) -> str:
+    """A feature run recorded as blueprints record one (no execution): so that the listing tests
+    do not depend on which other tests ran before them on this server."""
+    store = server.app.state.shipyard.store
+    run_id = str(
+        store.create_run(
+            Task(blueprint="submit", repo=str(server.repo), title=f"recorded by {requested_by}",
+                 params={"change_type": "feature"}, source="api", requested_by=requested_by)
+        )
+    )  # fmt: skip
+    store.append(run_id, EventType.CHANGE_CLASSIFIED, {"change_type": "feature"})
+    action = "HALT" if halted else "REVIEW"
+    reason = {"rule": "routing.type", "action": action, "message": "recorded"}
+    store.append(run_id, EventType.DECISION_MADE, {"action": action, "reasons": [reason]})
+    if halted:
+        store.append(run_id, EventType.RUN_HALTED, {"reason": "recorded"})
+    return run_id
+
+
 def test_runs_are_listed_with_filters_and_pages(server: Server) -> None:
+    recorded(server, requested_by="bob", halted=True)
+    recorded(server, requested_by="alice", halted=False)
     everything = server.get("/api/runs", params={"limit": 200}).json()
     assert everything["next_cursor"] is None
     ids = [r["run_id"] for r in everything["runs"]]
@@ -152,6 +175,8 @@ def test_runs_are_listed_with_filters_and_pages(server: Server) -> None:
 
 
 def test_metrics_summary_counts_the_changes(server: Server) -> None:
+    recorded(server, requested_by="bob", halted=True)
+    recorded(server, requested_by="alice", halted=False)
     summary = server.get("/api/metrics/summary").json()
     assert summary["runs"] >= 2
     assert summary["summary"]["changes"] >= 2
