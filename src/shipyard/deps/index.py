@@ -23,6 +23,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
+from shipyard.deps import network
 from shipyard.deps.credentials import IndexAuth, index_auth
 from shipyard.deps.httpcache import HttpCache
 from shipyard.errors import PackageIndexError
@@ -90,10 +91,9 @@ class PackageIndex:
         self.auth = auth or index_auth(url if url.endswith("/") else url + "/")
         self.url = self.auth.url
         self._headers = {"Accept": ACCEPT}
-        # trust_env=False: the index is the one named here, not one picked up from proxy variables.
-        self._client = client or httpx.Client(
-            timeout=timeout, follow_redirects=True, trust_env=False
-        )
+        # The system CA store plus SSL_CERT_FILE/SSL_CERT_DIR, and the standard proxy variables
+        # (see shipyard.deps.network).
+        self._client = client or network.client(timeout=timeout)
         self._own_client = client is None
         self._cache = HttpCache(cache_dir) if cache_dir is not None else None
 
@@ -126,6 +126,11 @@ class PackageIndex:
                 return self._client.get(url, headers=headers)
             return self._cache.get(self._client, url, headers, identity=identity)
         except httpx.HTTPError as exc:
+            if network.is_certificate_error(exc):
+                raise PackageIndexError(
+                    f"cannot reach the package index at {redact(self.url)}: "
+                    f"{network.CERTIFICATE_HINT}."
+                ) from exc
             raise PackageIndexError(
                 f"cannot reach the package index at {redact(self.url)} "
                 f"({type(exc).__name__}). {_HINT}"

@@ -22,6 +22,7 @@ from packaging.utils import canonicalize_name
 
 from shipyard.deps.credentials import index_auth
 from shipyard.deps.index import redact
+from shipyard.deps.network import PROXY_VARIABLES
 from shipyard.errors import DependencyConflict, DependencyError
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,10 @@ _NOT_FOUND = re.compile(
 def pip_env() -> dict[str, str]:
     """A minimal environment for pip: nothing from the host's PIP_* variables or config files."""
     keep = ("PATH", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR", "TMPDIR")
-    env = {k: os.environ[k] for k in keep if k in os.environ}
+    # The same trust and proxies as the index client (shipyard.deps.network): pip reads the
+    # proxy variables itself, in either case.
+    proxies = (*PROXY_VARIABLES, *(v.lower() for v in PROXY_VARIABLES))
+    env = {k: os.environ[k] for k in (*keep, *proxies) if k in os.environ}
     env.update(
         # os.devnull here makes pip skip every configuration file: global, user and site.
         PIP_CONFIG_FILE=os.devnull,
