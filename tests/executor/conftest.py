@@ -35,6 +35,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def unmount_under(directory: Path) -> None:
+    """Unmount whatever is mounted below ``directory``, deepest first."""
+    root = str(directory.resolve()) + "/"
+    with open("/proc/self/mounts", encoding="utf-8") as mounts:
+        points = [line.split()[1] for line in mounts if line.split()[1].startswith(root)]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", point], capture_output=True, timeout=30, check=False)
+
+
 @dataclass
 class RedisServer:
     """Our own redis-server without persistence: a restart loses every message, as a crash would."""
@@ -135,6 +144,13 @@ class Cluster:
                 os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
 
+    def stop(self) -> None:
+        """Kill every worker, then unmount the overlays that killed ones left (as root the
+        sandbox pool mounts them on the host; a process killed with SIGKILL cannot unmount)."""
+        for proc in self.workers:
+            self.kill(proc)
+        unmount_under(self.home)
+
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.tmp.glob("*.log"))
 
@@ -185,8 +201,7 @@ def cluster(
     try:
         yield made
     finally:
-        for proc in made.workers:
-            made.kill(proc)
+        made.stop()
         if not redis_server.running:  # a test that stopped it failed half-way
             redis_server.start()
 

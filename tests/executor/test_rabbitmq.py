@@ -74,6 +74,5 @@ def test_a_run_completes_through_a_worker_on_rabbitmq(
         # Every node came to the worker as its own message through the broker.
         assert logs.count("Task shipyard.advance[") >= len(get_blueprint("submit").steps)
     finally:
-        for proc in cluster.workers:
-            cluster.kill(proc)
+        cluster.stop()
         store.close()
