@@ -29,7 +29,7 @@ from tests.conftest import EXAMPLES, needs_bwrap
 sys.path.insert(0, str(EXAMPLES))
 from scenario import head, make_repo, show
 
-pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("e2e")]
+pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("test_agent_fix_cycles")]
 
 
 NO_RERUNS = "reruns = 0"

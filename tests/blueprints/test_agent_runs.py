@@ -22,7 +22,7 @@ from tests.conftest import EXAMPLES, needs_bwrap, shipyard_cli
 sys.path.insert(0, str(EXAMPLES))
 from scenario import GIT_ENV, branches, head, make_repo, show
 
-pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("e2e")]
+pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("test_agent_runs")]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MODEL = ("--model", "replay-model")

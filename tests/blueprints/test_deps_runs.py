@@ -190,7 +190,7 @@ def test_rules_ignore_cooldown_per_type_grouping_and_allowed_versions(
 
 @pytest.mark.slow
 @needs_bwrap
-@pytest.mark.xdist_group("e2e")
+@pytest.mark.xdist_group("test_deps_runs")
 def test_security_first_then_updates_and_a_failing_update_leaves_main_untouched(
     tmp_path: Path, deps_index: str
 ) -> None:
@@ -235,7 +235,7 @@ def test_security_first_then_updates_and_a_failing_update_leaves_main_untouched(
 
 @pytest.mark.slow
 @needs_bwrap
-@pytest.mark.xdist_group("e2e")
+@pytest.mark.xdist_group("test_deps_runs")
 def test_a_model_that_reads_the_notes_and_says_not_to_proceed_asks_for_review(
     tmp_path: Path, deps_index: str
 ) -> None:

@@ -16,7 +16,7 @@ from tests.conftest import EXAMPLES, needs_bwrap, shipyard_cli
 sys.path.insert(0, str(EXAMPLES))
 from scenario import branches, head, make_repo, show
 
-pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("e2e")]
+pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("test_task")]
 
 LOW_STOCK = EXAMPLES / "agents" / "low-stock.json"
 

@@ -17,7 +17,7 @@ from tests.conftest import EXAMPLES, needs_bwrap, shipyard_cli
 sys.path.insert(0, str(EXAMPLES))
 from scenario import PATCHES, branches, head, make_repo, show
 
-pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("e2e")]
+pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("test_demo_flow")]
 
 SHIPYARD = str(Path(sys.executable).with_name("shipyard"))
 

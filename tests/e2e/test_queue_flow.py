@@ -17,7 +17,7 @@ from tests.e2e.test_demo_flow import SHIPYARD, cli, runs_by_title
 sys.path.insert(0, str(EXAMPLES))
 from scenario import GIT_ENV, PATCHES, branches, make_repo, show
 
-pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("e2e")]
+pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("test_queue_flow")]
 
 
 def submit_feature(home: Path, repo: Path, index_url: str) -> str:

@@ -87,7 +87,7 @@ LEAK = {
 
 @pytest.mark.slow
 @needs_bwrap
-@pytest.mark.xdist_group("e2e")
+@pytest.mark.xdist_group("test_cli_agent")
 def test_a_tool_that_writes_the_key_into_the_repository_gets_nothing_committed(
     tmp_path: Path, mini_swe_agent_tools: Path
 ) -> None:

@@ -17,7 +17,7 @@ from tests.conftest import EXAMPLES, needs_bwrap, shipyard_cli
 sys.path.insert(0, str(EXAMPLES))
 from scenario import branches, head, make_repo, show
 
-pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("e2e")]
+pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("test_e2e_mini_swe_agent")]
 
 README_FIXTURE = EXAMPLES / "agents" / "mini-swe-agent-readme.json"
 TASK = "Add a short usage example to the README, before the section on running the tests."

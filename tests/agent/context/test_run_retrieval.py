@@ -17,7 +17,7 @@ from tests.conftest import EXAMPLES, needs_bwrap, shipyard_cli
 sys.path.insert(0, str(EXAMPLES))
 from scenario import make_repo
 
-pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("e2e")]
+pytestmark = [pytest.mark.slow, needs_bwrap, pytest.mark.xdist_group("test_run_retrieval")]
 
 TASK = "Add Stock.low_stock(threshold=5): items with fewer units, fewest first."
 
