@@ -48,6 +48,13 @@ def provider_for(server: ReplayServer) -> Any:
     return get_provider(AgentConfig(base_url=server.url, max_retries=0), environ={})
 
 
+def test_lock_maintenance_is_low_risk_and_says_why_without_claiming_patch_updates() -> None:
+    assessment = heuristic([])
+    assert (assessment.risk_level, assessment.proceed) == ("low", True)
+    assert "lock file maintenance" in assessment.reasons[0]
+    assert "patch updates" not in assessment.reasons[0]
+
+
 def test_model_answer_is_validated_and_retried_once() -> None:
     with ReplayServer(FIXTURES / "risk_retry.json") as server:
         found, problems = assess_with_model(

@@ -21,7 +21,8 @@ from shipyard.blueprints.engine import Blueprint, RunContext, Step, StopRun
 from shipyard.blueprints.nodes import decide_node, deliver, finish, prepare, record_commit, verify
 from shipyard.config import DEFAULT_INDEX
 from shipyard.deps.index import PackageIndex
-from shipyard.deps.manifests import Change, LockTools, apply_changes, refresh_locks
+from shipyard.deps.manifests import Change, LockTools, apply_changes, discover, refresh_locks
+from shipyard.deps.moves import moved
 from shipyard.deps.render import commit_message
 from shipyard.deps.risk import Assessment, assess_with_model, fetch_notes, heuristic, render
 from shipyard.events import EventType
@@ -93,9 +94,22 @@ def bump(ctx: RunContext) -> None:
     def on_event(data: dict[str, object]) -> None:
         ctx.emit(EventType.LOG, {"message": str(data.get("message", "lock tool")), **data})
 
+    updates: list[dict[str, Any]] = list(params.get("updates", []))
     if params.get("run_kind") == "lock":
+        before = [d for m in discover(workspace.path) for d in m.dependencies()]
         changed = refresh_locks(
             workspace.path, sandbox=sandbox, index_url=index_url, tools=tools, on_event=on_event
+        )
+        # what moved is known only now: record it for the report and the commit message
+        updates = moved(before, [d for m in discover(workspace.path) for d in m.dependencies()])
+        ctx.emit(
+            EventType.DEPS_UPDATES,
+            {
+                "kind": "lock",
+                "group": params.get("group"),
+                "updates": updates,
+                "left_alone": list(params.get("left_alone", [])),
+            },
         )
     else:
         changes = [
@@ -126,10 +140,7 @@ def bump(ctx: RunContext) -> None:
             {"reason": "the manifests and lock files are already up to date"},
         )
     risk: Assessment | None = ctx.values.get("risk")
-    record_commit(
-        ctx,
-        commit_message(ctx.task.title, params.get("updates", []), render(risk) if risk else ""),
-    )
+    record_commit(ctx, commit_message(ctx.task.title, updates, render(risk) if risk else ""))
 
 
 def decide_with_risk(ctx: RunContext) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from shipyard.deps.index import PackageIndex
 from shipyard.deps.jsonapi import JsonApi, gather, json_api_base
-from shipyard.deps.manifests import Dependency, Manifest, discover
+from shipyard.deps.manifests import LOCK_KINDS, Dependency, Manifest, discover
 from shipyard.deps.planning import History, Plan, Skipped, plan
 from shipyard.deps.rules import DepsConfig
 from shipyard.events import RunState
@@ -57,9 +57,11 @@ def plan_repository(
     with PackageIndex(index_url, cache_dir=cache_dir) as index:
         base = json_api_base(index.url, config.json_api_url)
         packages = gather(deps, index, JsonApi(index, base) if base else None)
+    locks = [m.path for m in found if m.kind in LOCK_KINDS or m.compiled_from is not None]
     planned = plan(
-        deps, packages, config, now=now or datetime.now(UTC), history=history or History()
-    )
+        deps, packages, config, now=now or datetime.now(UTC), history=history or History(),
+        locks=locks,
+    )  # fmt: skip
     unreadable = left_alone(found)
     return replace(planned, skipped=(*unreadable, *planned.skipped)) if unreadable else planned
 

@@ -161,8 +161,12 @@ def plan(
     *,
     now: datetime,
     history: History = History(),
+    locks: Sequence[str] | None = None,
 ) -> Plan:
-    """The runs to start now, security first, and the dependencies skipped with their reasons."""
+    """The runs to start now, security first, the runs deferred, and the dependencies skipped.
+
+    ``locks`` names the lock files and compiled requirements lock file maintenance would refresh;
+    without it, any lock file or transitive pin among the dependencies counts."""
     by_name: dict[str, list[Dependency]] = {}
     for dep in dependencies:
         by_name.setdefault(dep.canonical_name, []).append(dep)
@@ -240,7 +244,7 @@ def plan(
         reason = f"deferred: open-run limit {config.max_open_runs} reached{waiting}"
         deferred = [replace(run, deferred=reason) for run in runs[room:]]
         runs = runs[:room]
-    lock = _lock_run(dependencies, config, now, history)
+    lock = _lock_run(dependencies, config, now, history, locks)
     return Plan(
         runs=tuple(security + runs + lock),
         skipped=tuple(skipped),
@@ -433,11 +437,18 @@ def _grouped(regular: Sequence[tuple[str | None, str, PlannedUpdate]]) -> list[P
 
 
 def _lock_run(
-    dependencies: Sequence[Dependency], config: DepsConfig, now: datetime, history: History
+    dependencies: Sequence[Dependency],
+    config: DepsConfig,
+    now: datetime,
+    history: History,
+    locks: Sequence[str] | None,
 ) -> list[PlannedRun]:
     if config.lock_maintenance is None:
         return []
-    if not any(_is_lock(d.manifest) or not d.direct for d in dependencies):
+    if locks is not None:
+        if not locks:
+            return []
+    elif not any(_is_lock(d.manifest) or not d.direct for d in dependencies):
         return []
     if not due(config.lock_maintenance, now, history.last_lock_maintenance):
         return []

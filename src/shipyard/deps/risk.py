@@ -94,7 +94,12 @@ def heuristic(updates: Sequence[Mapping[str, Any]]) -> Assessment:
                 f"{name}: yanked releases near the target ({', '.join(u['yanked_between'])})",
             )
     if not reasons:
-        reasons.append("patch updates of settled releases")
+        reasons.append(
+            "patch updates of settled releases"
+            if updates
+            else "no version chosen in advance (lock file maintenance): the resolvers stay "
+            "within the manifests' constraints and the gates verify what they pick"
+        )
     return Assessment(risk_level=level, proceed=proceed, source="heuristic", reasons=tuple(reasons))
 
 
