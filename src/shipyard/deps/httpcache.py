@@ -4,6 +4,11 @@ It honours ``Cache-Control`` (``max-age``, ``no-cache``, ``no-store``) and reval
 with ``If-None-Match`` / ``If-Modified-Since``, so an unchanged page costs a 304 and no body. Only
 200 answers are kept. Entries are keyed by URL, ``Accept`` and the credential identity, so two
 users of one private index never share an entry.
+
+Safe for concurrent lookups (threads or processes sharing one cache folder): an entry (its headers
+and body together) is one file, written under a unique temporary name and renamed into place, so a
+reader sees a whole old entry or a whole new one, never a mix; when two writers race, the last
+complete one wins.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,8 +45,8 @@ class HttpCache:
         key = hashlib.sha256(
             "\n".join((url, headers.get("Accept", ""), identity)).encode()
         ).hexdigest()
-        meta_path, body_path = self.directory / f"{key}.json", self.directory / f"{key}.body"
-        stored = _read(meta_path, body_path)
+        path = self.directory / f"{key}.entry"
+        stored = _read(path)
         request_headers = dict(headers)
         if stored is not None:
             meta, body = stored
@@ -62,7 +68,7 @@ class HttpCache:
                 }
             )
             meta["stored_at"] = self._now()
-            self._write(meta_path, body_path, meta, None)
+            self._write(path, meta, body)
             return _response(url, 200, meta["headers"], body, REVALIDATED)
         response.extensions = {**response.extensions, "cache": MISS}
         control = response.headers.get("cache-control", "")
@@ -70,32 +76,34 @@ class HttpCache:
             kept = {k: response.headers[k] for k in _KEPT if k in response.headers}
             if kept.get("etag") or kept.get("last-modified") or _max_age(control) > 0:
                 meta = {"url": url, "stored_at": self._now(), "headers": kept}
-                self._write(meta_path, body_path, meta, response.content)
+                self._write(path, meta, response.content)
         return response
 
-    def _write(
-        self, meta_path: Path, body_path: Path, meta: dict[str, Any], body: bytes | None
-    ) -> None:
+    def _write(self, path: Path, meta: dict[str, Any], body: bytes) -> None:
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if body is not None:
-                _atomic(body_path, body)
-            _atomic(meta_path, json.dumps(meta).encode())
+            _atomic(path, json.dumps(meta).encode() + b"\n" + body)
         except OSError as exc:  # a cache that cannot be written is only slower
             log.debug("cannot write the HTTP cache in %s: %s", self.directory, exc)
 
 
 def _atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    os.chmod(temporary, 0o600)
-    temporary.replace(path)
-
-
-def _read(meta_path: Path, body_path: Path) -> tuple[dict[str, Any], bytes] | None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
-        meta: dict[str, Any] = json.loads(meta_path.read_text())
-        return meta, body_path.read_bytes()
+        with os.fdopen(handle, "wb") as file:  # mkstemp creates it 0600
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _read(path: Path) -> tuple[dict[str, Any], bytes] | None:
+    """An entry's headers and body; None when absent or torn (read as a miss)."""
+    try:
+        head, _, body = path.read_bytes().partition(b"\n")
+        meta: dict[str, Any] = json.loads(head)
+        return meta, body
     except (OSError, ValueError):
         return None
 

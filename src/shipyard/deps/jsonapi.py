@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -96,43 +97,62 @@ def _links(info: Mapping[str, Any]) -> dict[str, str]:
     return links
 
 
+LOOKUPS_AT_ONCE = 12
+"""Projects looked up at the same time. Every request of one run goes through one client, whose
+connection pool is per origin, so this also bounds the connections open to any one index."""
+
+
 def gather(
     dependencies: Sequence[Dependency],
     index: PackageIndex,
     api: JsonApi | None,
+    *,
+    at_once: int = LOOKUPS_AT_ONCE,
 ) -> dict[str, PackageData]:
     """Releases, project links and the advisories of every version in use, per canonical name.
 
-    A project the index does not have is left out (planning reports it as skipped).
+    Projects are looked up ``at_once`` at a time (each lookup's requests one after another); the
+    result is in the order the dependencies name them. A project the index does not have is left
+    out (planning reports it as skipped); any other index error stops the lookup.
     """
     by_name: dict[str, list[Dependency]] = {}
     for dep in dependencies:
         by_name.setdefault(dep.canonical_name, []).append(dep)
-    out: dict[str, PackageData] = {}
-    for name, occurrences in by_name.items():
-        try:
-            releases = tuple(index.releases(occurrences[0].name))
-        except PackageIndexError as exc:
-            if "HTTP 404" not in str(exc):
-                raise
-            continue
-        in_use = {d.pinned for d in occurrences if d.pinned is not None}
-        current = current_version(occurrences, releases)
-        if current is not None:
-            in_use.add(current)
-        vulnerabilities: dict[Version, tuple[Vulnerability, ...]] = {}
-        links: Mapping[str, str] = {}
-        if api is not None:
-            for version in sorted(in_use):
-                info = api.project(occurrences[0].name, version)
-                if info is None:
-                    continue
-                vulnerabilities[version] = info.vulnerabilities
-                links = links or info.links
-        out[name] = PackageData(
-            name=occurrences[0].name,
-            releases=releases,
-            vulnerabilities=vulnerabilities,
-            links=links,
+    if not by_name:
+        return {}
+    workers = max(1, min(at_once, len(by_name)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="index-lookup") as pool:
+        found = list(
+            pool.map(lambda occurrences: _lookup(occurrences, index, api), by_name.values())
         )
-    return out
+    return {name: data for name, data in zip(by_name, found, strict=True) if data is not None}
+
+
+def _lookup(
+    occurrences: Sequence[Dependency], index: PackageIndex, api: JsonApi | None
+) -> PackageData | None:
+    try:
+        releases = tuple(index.releases(occurrences[0].name))
+    except PackageIndexError as exc:
+        if "HTTP 404" not in str(exc):
+            raise
+        return None
+    in_use = {d.pinned for d in occurrences if d.pinned is not None}
+    current = current_version(occurrences, releases)
+    if current is not None:
+        in_use.add(current)
+    vulnerabilities: dict[Version, tuple[Vulnerability, ...]] = {}
+    links: Mapping[str, str] = {}
+    if api is not None:
+        for version in sorted(in_use):
+            info = api.project(occurrences[0].name, version)
+            if info is None:
+                continue
+            vulnerabilities[version] = info.vulnerabilities
+            links = links or info.links
+    return PackageData(
+        name=occurrences[0].name,
+        releases=releases,
+        vulnerabilities=vulnerabilities,
+        links=links,
+    )
