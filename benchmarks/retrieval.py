@@ -5,9 +5,16 @@ be shared) and warm (nothing changed), query latency
 (embedding the query and the exact search), and recall@k on a small labelled set of questions whose
 answer is a known file: a question counts as found at k when one of the top k chunks is in it.
 
-    .venv/bin/python benchmarks/retrieval.py [--repo .] [--paths src docs] [--pg URL] [--json]
+    .venv/bin/python benchmarks/retrieval.py [--repo .] [--commit HEAD] [--paths src docs]
+        [--pg URL] [--budget SECONDS] [--json]
+    .venv/bin/python benchmarks/retrieval.py --per-chunk 96 [--rounds 2]
 
 ``--pg`` also measures pgvector in that PostgreSQL database (which needs the vector extension).
+``--budget`` also indexes into a fresh cache under that time budget, as a first run does, and
+reports how much of the tree it covered and the recall on what was indexed.
+``--per-chunk N`` compares, in one process and alternating, the cost of embedding the same N
+chunks (a fixed random sample) as before (the first 2,000 characters, 256 word pieces) and now
+(each chunk's compact head, 128 word pieces), in wall and CPU seconds.
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from shipyard.agent.context.chunks import Chunk  # noqa: E402
+import torch  # noqa: E402
+
+from shipyard.agent.context.chunks import Chunk, chunk_file  # noqa: E402
 from shipyard.agent.context.embeddings import DIMENSION, load_embedder  # noqa: E402
 from shipyard.agent.context.retrieval import Retriever  # noqa: E402
 from shipyard.agent.context.rules import CommitTree  # noqa: E402
@@ -74,10 +83,65 @@ LABELLED: dict[str, tuple[str, ...]] = {
 KS = (1, 5, 10)
 
 
-def scoped_tree(repo: Path, prefixes: list[str]) -> CommitTree:
-    tree = CommitTree.at(repo, "HEAD")
+def scoped_tree(repo: Path, prefixes: list[str], commit: str = "HEAD") -> CommitTree:
+    tree = CommitTree.at(repo, commit)
     keep = {p: e for p, e in tree.entries.items() if p.startswith(tuple(prefixes))}
     return CommitTree(tree.workspace, tree.commit, keep)
+
+
+def recall(retriever: Retriever, tree: CommitTree) -> dict[str, float]:
+    found = dict.fromkeys(KS, 0)
+    for question, answers in LABELLED.items():
+        matches = retriever.search(tree, question, k=max(KS))
+        for k in KS:
+            found[k] += any(m.path in answers for m in matches[:k])
+    return {f"recall@{k}": round(found[k] / len(LABELLED), 3) for k in KS}
+
+
+def budgeted(retriever: Retriever, tree: CommitTree, seconds: float) -> dict[str, object]:
+    """A first run's index under ``seconds``: how much it covered, and recall on that."""
+    cpu = time.process_time()
+    stats = retriever.index(tree, seconds=seconds)
+    return {
+        "budget_s": seconds, "index_s": stats.seconds,
+        "index_cpu_s": round(time.process_time() - cpu, 1), "embedded": stats.embedded,
+        "covered_files": stats.covered, "files": stats.files, **recall(retriever, tree),
+    }  # fmt: skip
+
+
+def per_chunk(tree: CommitTree, n: int, rounds: int) -> dict[str, object]:
+    """Embedding cost of the same ``n`` chunks before and now, alternating within one process."""
+    embedder = load_embedder()
+    model = embedder._model  # the benchmark varies what the embedder fixes
+    texts = tree.read(tree.files())
+    chunks = [c for path, text in sorted(texts.items()) for c in chunk_file(path, text)]
+    sample = random.Random(7).sample(chunks, min(n, len(chunks)))
+    forms = {
+        "before (2,000 chars, 256 pieces, batch 32)": (
+            [f"{c.path} {c.kind} {c.name}".strip() + "\n" + c.text for c in sample],
+            256, 32,
+        ),
+        "now (compact head, 128 pieces, batch 16)": ([c.embed_text for c in sample], 128, 16),
+    }  # fmt: skip
+    threads = {"2 threads": max(2, torch.get_num_threads()), "1 thread": 1}
+    runs = [(f"{form}, {count}", form, n) for form in forms for count, n in threads.items()]
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in runs}
+    for _round in range(rounds):
+        for name, form_name, count in runs:
+            form, tokens, batch = forms[form_name]
+            torch.set_num_threads(count)
+            model.max_seq_length = tokens
+            wall, cpu = time.perf_counter(), time.process_time()
+            with torch.inference_mode():
+                model.encode([t[:2000] for t in form], batch_size=batch, show_progress_bar=False)
+            results[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    model.max_seq_length = embedder.max_tokens
+    return {
+        "chunks": len(sample), "rounds": rounds,
+        **{name: {"chunks_per_s": [round(len(sample) / w, 1) for w, _ in runs],
+                  "cpu_s_per_chunk": [round(c / len(sample), 3) for _, c in runs]}
+           for name, runs in results.items()},
+    }  # fmt: skip
 
 
 def measure(retriever: Retriever, tree: CommitTree) -> dict[str, object]:
@@ -137,7 +201,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repo", type=Path, default=ROOT)
     parser.add_argument("--paths", nargs="*", default=["src/", "docs/"])
+    parser.add_argument("--commit", default="HEAD", help="the commit to index")
     parser.add_argument("--pg", help="a PostgreSQL URL with pgvector, to measure it too")
+    parser.add_argument("--budget", type=float, help="also index under this time budget")
+    parser.add_argument("--per-chunk", type=int, metavar="N", help="compare per-chunk cost only")
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--search-only", type=int, nargs="*", metavar="N",
@@ -154,12 +222,22 @@ def main() -> None:
                     print(json.dumps(search_only(vectors, n)))
                     vectors.close()
         return
+    tree = scoped_tree(args.repo, args.paths, args.commit)
+    if args.per_chunk:
+        print(json.dumps({"commit": tree.commit[:12], "load_average": os.getloadavg(),
+                          **per_chunk(tree, args.per_chunk, args.rounds)}, indent=2))  # fmt: skip
+        return
     began = time.perf_counter()
     embedder = load_embedder()
     load_s = time.perf_counter() - began
-    tree = scoped_tree(args.repo, args.paths)
     rows = []
     with tempfile.TemporaryDirectory() as home:
+        if args.budget is not None:
+            retriever = Retriever(embedder, SqliteVectors(Path(home) / "budget.db"))
+            try:
+                rows.append(budgeted(retriever, tree, args.budget))
+            finally:
+                retriever.close()
         stores: list[Vectors] = [SqliteVectors(Path(home) / "retrieval.db")]
         if args.pg:
             stores.append(PgVectors(args.pg))

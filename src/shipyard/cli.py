@@ -16,6 +16,7 @@ from shipyard import __version__
 from shipyard.app import AgentRecord, App
 from shipyard.cli_agent import adapter_app, run_agent_command
 from shipyard.cli_policy import policy_app
+from shipyard.cli_retrieval import retrieval_app
 from shipyard.cli_rollout import rollout_app
 from shipyard.cli_sandbox import bench_app, sandbox_app
 from shipyard.cli_serve import register as register_serve
@@ -60,6 +61,7 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(bench_app, name="bench")
 app.add_typer(policy_app, name="policy")
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(retrieval_app, name="retrieval")
 app.add_typer(adapter_app, name="adapter")
 run_app.command("agent")(run_agent_command)
 register_serve(app)

@@ -64,6 +64,7 @@ class MiniLM:
         import torch
 
         with self._lock, torch.inference_mode():
+            torch.set_num_threads(threads())
             self._model.max_seq_length = self.max_tokens
             vectors = self._model.encode(
                 list(texts),
@@ -73,6 +74,18 @@ class MiniLM:
                 show_progress_bar=False,
             )
         return [[float(x) for x in row] for row in vectors.tolist()]
+
+
+def threads() -> int:
+    """Threads for one encode: every core this process may use (its CPU set, not the host's
+    count), or one when other processes keep the cores busy. Measured on a busy 2-core machine,
+    two threads then spend twice the CPU per chunk for no more chunks per second
+    (docs/performance.md)."""
+    import torch
+
+    cores = max(1, len(os.sched_getaffinity(0)))
+    others = os.getloadavg()[0] - torch.get_num_threads()  # the load we add ourselves, at most
+    return cores if others < 1 else 1
 
 
 _loaded: MiniLM | None = None
@@ -111,12 +124,7 @@ def _load() -> MiniLM:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     package = importlib.import_module(MODEL_PACKAGE)
-    import torch
     from transformers.utils import logging as hf_logging
-
-    # One thread per core this process may use (a container's CPU set, not the host's count):
-    # more threads than cores only contend.
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:

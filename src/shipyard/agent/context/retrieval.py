@@ -13,7 +13,7 @@ import os
 import posixpath
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +92,12 @@ class Retriever:
         self.space = f"{embedder.name}/chunker-{CHUNKER_VERSION}"
 
     def index(
-        self, tree: CommitTree, *, named: Sequence[str] = (), seconds: float | None = None
+        self,
+        tree: CommitTree,
+        *,
+        named: Sequence[str] = (),
+        seconds: float | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> IndexStats:
         """Chunk and embed the files of ``tree`` not indexed yet, most relevant first (see
         ``index_order``), until done or ``seconds`` have passed.
@@ -100,6 +105,7 @@ class Retriever:
         The budget is checked before each batch of new chunks, and the first batch is always
         embedded, so the files the task names are searchable even under a tiny budget. A file is
         searchable once all its chunks are stored; what is left waits for the next call.
+        ``progress(covered, files)`` is called after each batch.
         """
         began = time.monotonic()
         scope = _scope(tree)
@@ -129,6 +135,8 @@ class Retriever:
                 del waiting[key]
             embedded += len(digests)
             batches += 1
+            if progress is not None:
+                progress(len(scope) - len(todo) + chunked - len(waiting), len(scope))
 
         stopped = False
         for group in range(0, len(todo), READ_FILES):
