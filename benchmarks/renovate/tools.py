@@ -139,23 +139,6 @@ def run_renovate(
     return timed, read_records(timed.stdout.splitlines())
 
 
-SYSTEM_CA_MAIN = (
-    "import os, sys, certifi; ca = os.environ['SSL_CERT_FILE']; certifi.where = lambda: ca; "
-    "sys.argv[0] = 'shipyard'; from shipyard.cli import main; sys.exit(main())"
-)
-"""shipyard's CLI with certifi's bundle swapped for the system one (``SSL_CERT_FILE``).
-
-shipyard's index client ignores the environment (``trust_env=False``), so it verifies TLS against
-certifi's bundle only; where PyPI is reached through a TLS-inspecting proxy whose CA sits in the
-system bundle alone, it cannot connect. The swap changes nothing else."""
-
-
-def shipyard_command(shipyard: Path, *, system_ca: bool) -> list[str]:
-    if system_ca:
-        return [str(shipyard.parent / "python"), "-c", SYSTEM_CA_MAIN]
-    return [str(shipyard)]
-
-
 def run_shipyard(shipyard: list[str], repo: Path, home: Path, index_url: str, out: Path) -> Timed:
     """``shipyard run deps --repo R --dry-run --json`` with its home (store and caches) at ``home``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
@@ -167,21 +150,6 @@ def run_shipyard(shipyard: list[str], repo: Path, home: Path, index_url: str, ou
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(timed.stdout)
     return timed
-
-
-def needs_system_ca(shipyard: Path, index_url: str) -> bool:
-    """Whether shipyard's index client fails TLS to ``index_url`` with certifi's bundle but not
-    with the system one named by ``SSL_CERT_FILE``."""
-    ca = os.environ.get("SSL_CERT_FILE")
-    if not ca or not index_url.startswith("https:"):
-        return False
-    probe = (
-        "import sys, httpx; "
-        "httpx.Client(trust_env=False).get(sys.argv[1], headers={'Accept': 'text/html'})"
-    )
-    python = str(shipyard.parent / "python")
-    plain = subprocess.run([python, "-c", probe, index_url], capture_output=True, timeout=120)
-    return plain.returncode != 0
 
 
 class IndexFacts:
