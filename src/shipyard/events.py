@@ -52,7 +52,7 @@ class EventType(StrEnum):
     ROLLOUT_COMPLETED = "rollout.completed"  # stages, checks
     ROLLOUT_STOPPED = "rollout.stopped"  # reason: the rollout waits for a person
     ROLLOUT_RESUMED = "rollout.resumed"  # by
-    DEPS_UPDATES = "deps.updates"  # kind, group, updates: [{package, current, target, ...}]
+    DEPS_UPDATES = "deps.updates"  # kind, group, updates: [{package, ...}], left_alone: [...]
     DEPS_RISK = "deps.risk"  # risk_level, breaking_changes, proceed, source, reasons, problems
     LOG = "log"  # message
 
