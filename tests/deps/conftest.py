@@ -16,6 +16,17 @@ import pytest
 
 from shipyard.deps.localindex import LocalIndex, serve
 
+WHEEL_FILE = b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+
+
+def with_record(files: dict[str, bytes], dist_info: str) -> dict[str, bytes]:
+    """A wheel's files with the RECORD listing each one's sha256 and size added."""
+    record = ""
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record += f"{path},sha256={digest},{len(data)}\n"
+    return {**files, f"{dist_info}/RECORD": (record + f"{dist_info}/RECORD,,\n").encode()}
+
 
 def make_wheel(directory: Path, name: str, version: str, *, requires: tuple[str, ...] = ()) -> Path:
     """A minimal valid pure-Python wheel with one module named after the project."""
@@ -23,16 +34,14 @@ def make_wheel(directory: Path, name: str, version: str, *, requires: tuple[str,
     dist_info = f"{module}-{version}.dist-info"
     metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
     metadata += "".join(f"Requires-Dist: {r}\n" for r in requires)
-    files = {
-        f"{module}.py": f"VERSION = {version!r}\n".encode(),
-        f"{dist_info}/METADATA": metadata.encode(),
-        f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = ""
-    for path, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record += f"{path},sha256={digest},{len(data)}\n"
-    files[f"{dist_info}/RECORD"] = (record + f"{dist_info}/RECORD,,\n").encode()
+    files = with_record(
+        {
+            f"{module}.py": f"VERSION = {version!r}\n".encode(),
+            f"{dist_info}/METADATA": metadata.encode(),
+            f"{dist_info}/WHEEL": WHEEL_FILE,
+        },
+        dist_info,
+    )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         for path, data in files.items():

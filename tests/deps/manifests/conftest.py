@@ -7,7 +7,6 @@ against this index (by ``fixtures/generate.py``) keep their hashes.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from shipyard.deps.localindex import serve
+from tests.deps.conftest import WHEEL_FILE, with_record
 
 FIXTURES = Path(__file__).parent / "fixtures"
 INDEX_BASE = "http://127.0.0.1:65000"
@@ -51,16 +51,14 @@ def wheel(directory: Path, name: str, version: str, requires: tuple[str, ...]) -
     metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nRequires-Python: >=3.9\n"
     metadata += "".join(f"Provides-Extra: {e}\n" for e in extras)
     metadata += "".join(f"Requires-Dist: {r}\n" for r in requires)
-    files = {
-        f"{module}/__init__.py": f"VERSION = {version!r}\n".encode(),
-        f"{info}/METADATA": metadata.encode(),
-        f"{info}/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = ""
-    for path, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record += f"{path},sha256={digest},{len(data)}\n"
-    files[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()
+    files = with_record(
+        {
+            f"{module}/__init__.py": f"VERSION = {version!r}\n".encode(),
+            f"{info}/METADATA": metadata.encode(),
+            f"{info}/WHEEL": WHEEL_FILE,
+        },
+        info,
+    )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         for path, data in files.items():
