@@ -51,6 +51,7 @@ def test_the_vocabulary_is_the_documented_one() -> None:
         "agent.tool",
         "agent.compacted",
         "agent.finished",
+        "agent.egress",
         "rollout.started",
         "rollout.baseline",
         "rollout.stage",
