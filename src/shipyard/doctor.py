@@ -22,7 +22,7 @@ from shipyard.deps.index import redact
 from shipyard.errors import ShipyardError
 from shipyard.gates.environment import uv_binary
 from shipyard.sandbox import BwrapSandbox, Limits
-from shipyard.sandbox.pool import OverlayUnavailable, mount_overlay, unmount
+from shipyard.sandbox.pool import OverlayUnavailable, mount_overlay
 from shipyard.store import Store
 
 MIN_BWRAP = (0, 4)
@@ -239,7 +239,8 @@ def check_cgroups(root: Path, self_cgroup: Path, *, uid: int) -> Check:
 def check_overlay(filesystems: Path, scratch: Path, *, pool: Path) -> Check:
     """A real overlay mount in ``scratch``: the environment pool lends overlays, or copies without."""
     how = (
-        "`modprobe overlay` as root, and run shipyard as root (overlays are mounted on the host); "
+        "`modprobe overlay` as root, and run shipyard as root (overlays are mounted in a private "
+        "mount namespace, which needs root); "
         "without them each run copies the environment"
     )
     try:
@@ -252,14 +253,14 @@ def check_overlay(filesystems: Path, scratch: Path, *, pool: Path) -> Check:
     lower.mkdir(parents=True, exist_ok=True)
     (lower / "probe").write_text("lower\n")
     try:
-        mount_overlay(lower, target, scratch / "layer")
+        namespace = mount_overlay(lower, target, scratch / "layer")
     except OverlayUnavailable as exc:
         return Check("overlayfs", True, f"{exc}: the environment pool ({pool}) copies instead")
-    try:
-        (target / "probe").write_text("upper\n")
+    try:  # the overlay lives in its own mount namespace: write through it from in there
+        namespace.run(lambda: (target / "probe").write_text("upper\n"))
         intact = (lower / "probe").read_text() == "lower\n"
     finally:
-        unmount(target)
+        namespace.close()
     if not intact:
         return problem("overlayfs", "a write through the overlay reached its lower layer", how)
     return Check("overlayfs", True, f"mounts work: the environment pool ({pool}) lends overlays")

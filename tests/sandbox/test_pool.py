@@ -38,11 +38,16 @@ class Builder:
 def use(pool: EnvPool, key: str, build: Builder, where: Path) -> tuple[bool, str, str]:
     """Check out ``key``, write into the layer, and report (hit, mechanism, what the layer held)."""
     with pool.checkout(key, build=build, target=where / "venv", workdir=where / "layer") as out:
-        assert out.layer is not None
-        seen = (out.layer.path / "pyvenv.cfg").read_text()
-        (out.layer.path / "pyvenv.cfg").write_text("changed by the run\n")
-        (out.layer.path / "new-file").write_text("x")
-        return out.hit, out.layer.mechanism, seen
+        layer = out.layer
+        assert layer is not None
+
+        def touch() -> str:
+            seen = (layer.path / "pyvenv.cfg").read_text()
+            (layer.path / "pyvenv.cfg").write_text("changed by the run\n")
+            (layer.path / "new-file").write_text("x")
+            return seen
+
+        return out.hit, layer.mechanism, layer.visit(touch)
 
 
 @as_root

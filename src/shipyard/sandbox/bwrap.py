@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from shipyard.errors import SandboxError, SandboxUnavailable
-from shipyard.sandbox import cgroups, seccomp
+from shipyard.sandbox import cgroups, mountns, seccomp
 from shipyard.sandbox.base import WORKSPACE, CommandResult, Limits, Mount
 
 SANDBOX_UID = 1000
@@ -184,19 +184,34 @@ class BwrapSandbox:
                 argv, workspace=workspace, env=env or {}, mounts=mounts, cwd=cwd, network=network,
                 tmp_bytes=limits.tmp_bytes, seccomp_fd=filter_fd,
             )  # fmt: skip
-            writable = [workspace, *(m.source for m in mounts if m.writable)]
+            # A pooled environment lent as an overlay exists only in its private mount namespace:
+            # bwrap starts there, and its writes (the overlay's upper layer) count as disk use.
+            join = mountns.join_for([workspace, *(m.source for m in mounts)])
+            writable = [workspace, *(m.source for m in mounts if m.writable), *join.writes]
             watch = _DiskWatch(writable, skip=workspace / ".git", limit=limits.disk_bytes)
-            return _supervise(full, tuple(argv), limits, watch, filter_fd)
+            return _supervise(full, tuple(argv), limits, watch, filter_fd, join.namespace)
         finally:
             os.close(filter_fd)
 
 
 def _supervise(
-    full: list[str], argv: tuple[str, ...], limits: Limits, watch: _DiskWatch, filter_fd: int
+    full: list[str],
+    argv: tuple[str, ...],
+    limits: Limits,
+    watch: _DiskWatch,
+    filter_fd: int,
+    namespace: mountns.PrivateMounts | None = None,
 ) -> CommandResult:
-    """Starts bwrap, enforces wall time and disk use, and cleans up every process it left."""
+    """Starts bwrap (in ``namespace`` when given), enforces wall time and disk use, and cleans up
+    every process it left."""
     group = cgroups.create(max_processes=limits.max_processes, memory_bytes=limits.memory_bytes)
-    applied, preexec = _rlimits(limits, group)
+    applied, limit = _rlimits(limits, group)
+
+    def preexec() -> None:
+        limit()
+        if namespace is not None:
+            namespace.enter()
+
     started = time.monotonic()
     try:
         proc = subprocess.Popen(

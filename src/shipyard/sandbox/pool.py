@@ -2,7 +2,8 @@
 
 An entry is a virtual environment built in a sandbox at the in-sandbox path every run uses (a venv's
 scripts and ``pyvenv.cfg`` hold absolute paths), keyed by the caller's digest of its inputs. A run gets a
-copy-on-write view of it: a kernel overlay mounted on the host where shipyard may mount (root), a
+copy-on-write view of it: a kernel overlay where shipyard may mount (root), in a private mount
+namespace so that it never appears on the host and dies with the process, a
 ``cp --reflink=auto`` copy where it may not. Entries are never written after they are published, so a
 run's writes land only in its own layer.
 
@@ -27,14 +28,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from shipyard.errors import ConfigError, SandboxError
+from shipyard.sandbox import mountns
 from shipyard.sandbox.base import CommandResult
 
 log = logging.getLogger(__name__)
 
 Mechanism = Literal["overlay", "copy"]
+T = TypeVar("T")
 DEFAULT_KEEP = 8
 KEEP_VARIABLE = "SHIPYARD_POOL_KEEP"
 ENTRY_ENVIRONMENT = "venv"
@@ -43,13 +46,6 @@ ENTRY_ENVIRONMENT = "venv"
 _MNT_DETACH = 2
 _OVERLAY_UNSAFE = (",", ":", "\\", "\n")
 _libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_char_p,
-]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 
@@ -66,6 +62,14 @@ class Layer:
     seconds: float
     note: str = ""
     """Why a copy was made where an overlay was wanted; empty otherwise."""
+    namespace: mountns.PrivateMounts | None = None
+    """The private mount namespace holding an overlay. The host sees at ``path`` only the entry's
+    ``pyvenv.cfg`` (so host-side checks see a prepared environment); sandboxes over ``path`` and
+    ``visit`` see the whole layer."""
+
+    def visit(self, fn: Callable[[], T]) -> T:
+        """``fn()`` where ``path`` shows the layer itself (inside the overlay's namespace)."""
+        return fn() if self.namespace is None else self.namespace.run(fn)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,32 +210,39 @@ class EnvPool:
     @contextlib.contextmanager
     def _layer(self, lower: Path, target: Path, workdir: Path) -> Iterator[Layer]:
         started = time.monotonic()
-        mechanism, note = self._mount(lower, target, workdir)
+        namespace, note = self._mount(lower, target, workdir)
         try:
-            if mechanism == "copy":
+            if namespace is None:
                 copy_tree(lower, target)
-            yield Layer(
-                path=target, mechanism=mechanism, seconds=time.monotonic() - started, note=note
-            )
+                yield Layer(
+                    path=target, mechanism="copy", seconds=time.monotonic() - started, note=note
+                )
+            else:
+                with mountns.lend(target, namespace, writes=workdir / "upper"):
+                    yield Layer(
+                        path=target, mechanism="overlay", seconds=time.monotonic() - started,
+                        namespace=namespace,
+                    )  # fmt: skip
         finally:
-            if mechanism == "overlay":
-                unmount(target)
+            if namespace is not None:
+                namespace.close()  # the overlay goes with its namespace
             shutil.rmtree(target, ignore_errors=True)
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def _mount(self, lower: Path, target: Path, workdir: Path) -> tuple[Mechanism, str]:
-        """Mount an overlay when allowed and possible; otherwise say why a copy is made."""
+    def _mount(
+        self, lower: Path, target: Path, workdir: Path
+    ) -> tuple[mountns.PrivateMounts | None, str]:
+        """An overlay in a private namespace when allowed and possible; else None and why not."""
         if self.mechanism == "copy":
-            return "copy", ""
+            return None, ""
         if not self._overlay_refused:
             try:
-                mount_overlay(lower, target, workdir)
-                return "overlay", ""
+                return mount_overlay(lower, target, workdir), ""
             except OverlayUnavailable as exc:
                 if self.mechanism == "overlay":
                     raise
                 self._overlay_refused = str(exc)
-        return "copy", self._overlay_refused
+        return None, self._overlay_refused
 
     def _discard(self, path: Path) -> None:
         """Move out of sight first, so a half-deleted entry is never seen as published."""
@@ -274,18 +285,30 @@ class OverlayUnavailable(SandboxError):
     """The host does not let shipyard mount an overlay here; copies are used instead."""
 
 
-def mount_overlay(lower: Path, target: Path, workdir: Path) -> None:
-    """Mount ``lower`` read-only under a fresh writable upper layer at ``target``."""
+def mount_overlay(lower: Path, target: Path, workdir: Path) -> mountns.PrivateMounts:
+    """Mount ``lower`` read-only under a fresh writable upper layer at ``target``, in a private mount
+    namespace: sandboxes lent ``target`` see it, the host never does, and it is gone when the namespace
+    is closed or this process dies (see shipyard.sandbox.mountns)."""
     upper, work = workdir / "upper", workdir / "work"
     paths = (lower.resolve(), upper.resolve(), work.resolve(), target.resolve())
     if any(ch in str(p) for p in paths for ch in _OVERLAY_UNSAFE):
         raise OverlayUnavailable(f"a path contains one of {' '.join(_OVERLAY_UNSAFE[:3])}")
     for d in (upper, work, target):
         d.mkdir(parents=True, exist_ok=True)
+    # Covered by the overlay inside the namespace; what host-side code sees of the environment.
+    if (lower / "pyvenv.cfg").is_file():
+        shutil.copyfile(lower / "pyvenv.cfg", target / "pyvenv.cfg")
     options = f"lowerdir={paths[0]},upperdir={paths[1]},workdir={paths[2]}"
-    if _libc.mount(b"overlay", bytes(paths[3]), b"overlay", 0, options.encode()) != 0:
-        code = ctypes.get_errno()
-        raise OverlayUnavailable(f"overlay mount refused: {os.strerror(code)}")
+    try:
+        return mountns.PrivateMounts.create(
+            lambda: mountns.mount("overlay", paths[3], "overlay", options)
+        )
+    except mountns.NamespaceUnavailable as exc:
+        (target / "pyvenv.cfg").unlink(missing_ok=True)
+        raise OverlayUnavailable(f"no private mount namespace: {exc}") from exc
+    except OSError as exc:
+        (target / "pyvenv.cfg").unlink(missing_ok=True)
+        raise OverlayUnavailable(f"overlay mount refused: {exc.strerror}") from exc
 
 
 def unmount(target: Path) -> None:
