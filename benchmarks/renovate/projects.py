@@ -68,7 +68,7 @@ PROJECTS = (
         "celery-5.2.7.tar.gz",
         "fafbd82934d30f8a004f81e8f7a062e31413a23d444be8ee3326553915958c6d",
         "the same with requirements/dev.txt's first line, 'pytz>dev' (not PEP 508: 'dev' is no "
-        "version), removed: shipyard stops at that line, Renovate skips it",
+        "version), removed: both tools skip that line; this checks they find the same without it",
         edits=(("requirements/dev.txt", "pytz>dev\n", ""),),
         label="celery-5.2.7-without-pytz-dev",
     ),
