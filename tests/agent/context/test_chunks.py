@@ -118,3 +118,15 @@ def test_what_is_embedded_is_the_label_and_the_head_of_the_chunk() -> None:
     assert "\n\n" not in embedded
     assert "\n    " not in embedded
     assert len(embedded) == MAX_EMBED_CHARS < len(chunk.text)
+
+
+def test_chunks_after_the_first_carry_what_their_file_is_about() -> None:
+    source = '"""Stock levels of the warehouse."""\n\n\ndef low(items):\n    return items\n'
+    first, low = chunk_file("shop/stock.py", source)
+    assert low.summary == "Stock levels of the warehouse."
+    assert low.embed_text.startswith(
+        "shop/stock.py function low: Stock levels of the warehouse.\ndef low(items):"
+    )
+    assert first.embed_text.startswith('shop/stock.py module\n"""Stock levels')
+    [doc] = chunk_file("docs/deploy.md", "# Deploying\n\n" + "text\n" * 50)[1:]
+    assert doc.embed_text.startswith("docs/deploy.md text: Deploying\n")

@@ -52,7 +52,7 @@ def test_reindexing_embeds_only_chunks_that_changed(
     stats = retriever.index(CommitTree.at(repo, changed))
     assert (stats.chunked, stats.embedded, stats.reused) == (1, 1, 2)
     [text] = counting.texts
-    assert text.startswith("shop/billing.py function format_currency\n")
+    assert text.startswith("shop/billing.py function format_currency: Invoices for orders.\n")
 
     # The old commit's files are still indexed: going back embeds nothing.
     counting.texts.clear()

@@ -9,14 +9,15 @@ chunk's ``digest`` names what is embedded, so a vector is computed once for it.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import tree_sitter_python
 from tree_sitter import Language, Node, Parser
 
-CHUNKER_VERSION = 1
+CHUNKER_VERSION = 2
 """Bumped when chunking changes, so cached chunks of an older chunker are not used."""
 MAX_CHUNK_LINES = 80
 """A definition longer than this is cut into windows (a class first into its methods)."""
@@ -25,10 +26,13 @@ WINDOW_OVERLAP = 8
 MAX_EMBED_CHARS = 700
 """What of a chunk is embedded: the model reads its first 128 word pieces (about 400-600
 characters of code) anyway, and the tokenizer need not split the rest."""
+MAX_SUMMARY_CHARS = 160
 PYTHON_SUFFIXES = (".py", ".pyi")
 TEXT_SUFFIXES = (".md", ".rst", ".txt", ".toml", ".cfg", ".ini", ".yaml", ".yml")
 
 _DEFINITIONS = frozenset({"function_definition", "class_definition"})
+_DOCSTRING = re.compile(r"""\s*[rRuU]?(?:\"\"\"|\'\'\')\s*([^\n]*)""")
+_HEADING = re.compile(r"\s*#+\s*([^\n]*)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,16 +46,22 @@ class Chunk:
     """``function``, ``class``, ``method``, ``module`` (code between definitions) or ``text``."""
     name: str
     text: str
+    summary: str = ""
+    """What the file is about, in one line (its docstring's or heading's), for chunks that do not
+    begin the file: a function of ``compaction.py`` reads as part of "Compaction of old turns"."""
 
     @property
     def embed_text(self) -> str:
-        """What the model reads: where the chunk is and what it is called, then its head.
+        """What the model reads: where the chunk is, what it is called and what its file is about,
+        then its head.
 
         The head is the chunk's non-blank lines, unindented, from the top: for a definition its
         decorators, signature, docstring and first statements, which is what the model's 128 word
         pieces hold of a long chunk.
         """
         label = f"{self.path} {self.kind} {self.name}".strip()
+        if self.summary and self.start > 1:
+            label = f"{label}: {self.summary}"
         head = "\n".join(line.strip() for line in self.text.splitlines() if line.strip())
         return f"{label}\n{head}"[:MAX_EMBED_CHARS]
 
@@ -70,8 +80,20 @@ def chunk_file(path: str, text: str) -> list[Chunk]:
     if not text.strip():
         return []
     if path.endswith(PYTHON_SUFFIXES):
-        return _python_chunks(path, text)
-    return list(_windows(path, text.splitlines(), 1, len(text.splitlines()), "text", ""))
+        chunks = _python_chunks(path, text)
+    else:
+        chunks = list(_windows(path, text.splitlines(), 1, len(text.splitlines()), "text", ""))
+    about = summary(path, text)
+    return [replace(c, summary=about) for c in chunks] if about else chunks
+
+
+def summary(path: str, text: str) -> str:
+    """The first line of a Python file's docstring, or of a text file's opening ``#`` heading or
+    comment; empty when the file opens otherwise."""
+    pattern = _DOCSTRING if path.endswith(PYTHON_SUFFIXES) else _HEADING
+    found = pattern.match(text)
+    line = found.group(1).strip().rstrip("\"'").strip() if found else ""
+    return line[:MAX_SUMMARY_CHARS]
 
 
 @lru_cache(maxsize=1)
