@@ -94,7 +94,8 @@ def test_no_cgroup_is_left_behind(sandbox: BwrapSandbox, ws: Path) -> None:
 
 
 def _shipyard_cgroups() -> list[Path]:
-    return [p for p in cgroups.ROOT.rglob("shipyard-*") if p.is_dir()]
+    """This process's sandbox cgroups only: other test workers start sandboxes at the same time."""
+    return [p for p in cgroups.ROOT.rglob(f"shipyard-{os.getpid()}-*") if p.is_dir()]
 
 
 @needs_bwrap
