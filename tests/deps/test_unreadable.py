@@ -6,11 +6,16 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from shipyard.app import DepsPlan, deps_tasks
 from shipyard.deps.localindex import LocalIndex
 from shipyard.deps.lookup import plan_repository
 from shipyard.deps.rules import DepsConfig
-from tests.conftest import shipyard_cli
+from tests.blueprints.test_deps_runs import deps_index, git, index_dir, make_project
+from tests.conftest import needs_bwrap, shipyard_cli
+
+__all__ = ["deps_index", "index_dir"]  # the example tools and packages, served for real runs
 
 DEV = "pytz>dev\r\nalpha==1.0.0  # pinned\r\n"
 
@@ -56,3 +61,44 @@ def test_the_runs_carry_what_was_left_alone_into_their_events(
     assert entry["package"] == "pytz"
     assert entry["manifest"] == "requirements/dev.txt:1"
     assert "PEP 508" in entry["reason"]
+
+
+@pytest.mark.slow
+@needs_bwrap
+@pytest.mark.xdist_group("test_deps_runs")
+def test_a_real_run_records_the_line_left_alone_and_never_rewrites_it(
+    tmp_path: Path, deps_index: str
+) -> None:
+    repo = make_project(tmp_path / "repo", {"beta": "0.3.0"})
+    (repo / "requirements").mkdir()
+    (repo / "requirements" / "dev.txt").write_bytes(
+        DEV.replace("alpha==1.0.0", "beta==0.3.0").encode()
+    )
+    config = (repo / "shipyard.toml").read_text()
+    (repo / "shipyard.toml").write_text(
+        config.replace(
+            'files = ["requirements.txt"]', 'files = ["requirements.txt", "requirements/dev.txt"]'
+        )
+    )
+    git(repo, "add", "--all")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "--quiet", "-m", "dev")
+    home = tmp_path / "home"
+    done = shipyard_cli(
+        home, "run", "deps", "--repo", str(repo), "--index-url", deps_index, "--json"
+    )
+    [run] = json.loads(done.stdout)
+    assert run["task"]["title"] == "Update beta from 0.3.0 to 0.3.1"
+    # Verified and delivered: merged, or waiting for review on its branch as the policy decides.
+    assert run["status"] in ("merged", "awaiting_review"), done.stdout
+    delivered = "main" if run["status"] == "merged" else run["branch"]
+    assert "requirements/dev.txt:1: cannot read requirement 'pytz>dev'" in done.stderr
+    shown = json.loads(shipyard_cli(home, "runs", "show", run["run_id"], "--json").stdout)
+    [updates] = [e["data"] for e in shown["events"] if e["type"] == "deps.updates"]
+    [left] = updates["left_alone"]
+    assert (left["package"], left["manifest"]) == ("pytz", "requirements/dev.txt:1")
+    # The other requirement of that file moved; the unreadable line is as it was, CRLF and all.
+    written = subprocess.run(
+        ["git", "show", f"{delivered}:requirements/dev.txt"],
+        cwd=repo, capture_output=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    assert written == DEV.replace("alpha==1.0.0", "beta==0.3.1").encode()
