@@ -29,7 +29,9 @@ def discover(repo: Path, files: Sequence[str] | None = None) -> list[Manifest]:
     ``-r``/``-c`` include, pip-compile ``.in`` sources with their compiled ``.txt`` (any ``X.in``
     beside an ``X.txt``), ``pyproject.toml``,
     ``uv.lock``, ``poetry.lock`` and ``pdm.lock``. Sources come before what is compiled from them.
-    Raises DependencyError naming file, line and fix for broken input.
+    A dependency line no reader can parse is left alone and listed in its manifest's
+    ``unreadable``; a file that cannot be read at all (not UTF-8, invalid TOML, an include outside
+    the repository or missing) raises DependencyError naming file, line and fix.
     """
     root = repo.resolve()
     if files is None:
