@@ -24,8 +24,9 @@ class EventType(StrEnum):
     NODE_FAILED = "node.failed"  # node, error
     CHANGE_COMMITTED = "change.committed"  # branch, commit, base
     CHANGE_CLASSIFIED = "change.classified"  # declared, observed, change_type, note, evidence
-    GATE_FINISHED = "gate.finished"  # gate, phase: baseline | change | verdict, passed, facts (tests
-    # at baseline and change: sandbox_start_seconds, the start-up of a fresh sandbox for the gates)
+    # gate, phase: baseline | change | verdict, passed, facts (tests at baseline and change:
+    # sandbox_start_seconds, the start-up of a fresh sandbox for the gates)
+    GATE_FINISHED = "gate.finished"
     TESTS_FLAKY = "tests.flaky"  # repo, tests, commit: tests that failed, then passed on a re-run
     DECISION_MADE = "decision.made"  # action, reasons: [{rule, action, message}], inputs, policy
     DELIVERY_INTENT = "delivery.intent"  # action, key: recorded before an irreversible step
@@ -42,7 +43,8 @@ class EventType(StrEnum):
     AGENT_TOOL = "agent.tool"  # step, tool, ok, summary: one tool call and what it gave
     AGENT_COMPACTED = "agent.compacted"  # replaced, tokens_before, tokens_after, fallback
     AGENT_FINISHED = "agent.finished"  # finished, reason, summary, spend
-    AGENT_EGRESS = "agent.egress"  # type, host, port, method, reason: an external agent's connection
+    # type, host, port, method, reason: an external agent's connection
+    AGENT_EGRESS = "agent.egress"
     ROLLOUT_STARTED = "rollout.started"  # target, commit, previous_commit, merged_at, config
     ROLLOUT_BASELINE = "rollout.baseline"  # value, start, end, source
     ROLLOUT_STAGE = "rollout.stage"  # stage, percent, ok, detail, seconds, at
