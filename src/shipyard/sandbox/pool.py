@@ -10,6 +10,11 @@ run's writes land only in its own layer.
 Concurrency: one flock per key, exclusive while building (into a temporary directory that is renamed into
 place), shared while a run uses the entry; eviction only removes entries whose lock it can take
 exclusively, so nothing in use disappears. Eviction keeps the ``keep`` most recently used entries.
+Nothing blocks inside flock: a run tries the lock it needs, looks at the entry again between tries and
+gives up with a SandboxError naming the lock file after ``wait_seconds``. (A thread that saw the entry
+missing and blocked for the exclusive lock could wait forever on a sibling thread of its own process
+that built the entry meanwhile and holds it shared until the sibling's caller is done: ``verify``
+measures a change and its base in two threads that need the same key.)
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 from shipyard.errors import ConfigError, SandboxError
 from shipyard.sandbox import mountns
@@ -39,11 +45,15 @@ log = logging.getLogger(__name__)
 Mechanism = Literal["overlay", "copy"]
 T = TypeVar("T")
 DEFAULT_KEEP = 8
+DEFAULT_WAIT_SECONDS = 1800.0
+"""How long a run waits for another's build of its entry (or an eviction) before giving up."""
 KEEP_VARIABLE = "SHIPYARD_POOL_KEEP"
 ENTRY_ENVIRONMENT = "venv"
 """The directory inside an entry (and inside a build's scratch) that holds the environment itself."""
 
 _MNT_DETACH = 2
+_POLL_FIRST, _POLL_MAX = 0.01, 0.25
+"""Seconds between tries of a lock someone else holds: doubling from the first to the most."""
 _OVERLAY_UNSAFE = (",", ":", "\\", "\n")
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
@@ -98,7 +108,12 @@ class EnvPool:
     """Prepared environments under ``root`` (shipyard's cache in its home), at most ``keep`` of them."""
 
     def __init__(
-        self, root: Path, *, keep: int = DEFAULT_KEEP, mechanism: Mechanism | None = None
+        self,
+        root: Path,
+        *,
+        keep: int = DEFAULT_KEEP,
+        mechanism: Mechanism | None = None,
+        wait_seconds: float = DEFAULT_WAIT_SECONDS,
     ) -> None:
         if keep < 1:
             raise ConfigError(f"the environment pool must keep at least 1 entry, not {keep}.")
@@ -106,6 +121,8 @@ class EnvPool:
         self.keep = keep
         self.mechanism = mechanism
         """Force one mechanism; None tries an overlay and falls back to a copy."""
+        self.wait_seconds = wait_seconds
+        """How long a checkout waits for a key someone else holds (see ``checkout``)."""
         self._overlay_refused = ""
 
     def entry(self, key: str) -> Path:
@@ -121,17 +138,28 @@ class EnvPool:
 
     @contextlib.contextmanager
     def checkout(
-        self, key: str, *, build: Builder, target: Path, workdir: Path
+        self,
+        key: str,
+        *,
+        build: Builder,
+        target: Path,
+        workdir: Path,
+        wait_seconds: float | None = None,
     ) -> Iterator[Checkout]:
         """The entry for ``key`` (built first when missing) as a private layer at ``target``.
 
         ``workdir`` holds the overlay's upper and work directories; both it and ``target`` are removed
-        afterwards. The entry cannot be evicted while the block runs.
+        afterwards. The entry cannot be evicted while the block runs. When the build fails, the key
+        is not held during the block (there is nothing to protect), so others may try it meanwhile.
+
+        Raises SandboxError when the key stays held by others (a build, or an entry that vanished
+        under a run still using it) for ``wait_seconds`` (default: the pool's) in a row.
         """
         _check_key(key)
         lock = _KeyLock(self.root / "locks" / f"{key}.lock")
+        wait = self.wait_seconds if wait_seconds is None else wait_seconds
         try:
-            built = self._present(key, build, lock)
+            built = self._present(key, build, lock, wait)
             if built is not None and not built.ok:
                 yield Checkout(key=key, hit=False, layer=None, built=built)
                 return
@@ -154,7 +182,7 @@ class EnvPool:
         for key in self.recent_keys()[self.keep :]:
             lock = _KeyLock(self.root / "locks" / f"{key}.lock")
             try:
-                if lock.acquire(exclusive=True, wait=False) and self.entry(key).is_dir():
+                if lock.acquire(exclusive=True) and self.entry(key).is_dir():
                     self._discard(self.entry(key))
                     lock.path.unlink(missing_ok=True)
                     removed.append(key)
@@ -163,26 +191,48 @@ class EnvPool:
         for leftover in (self.root / "tmp").glob("*"):
             lock = _KeyLock(self.root / "locks" / f"{leftover.name.split('.', 1)[0]}.lock")
             try:
-                if lock.acquire(exclusive=True, wait=False):  # not being built: a crash's leftover
+                if lock.acquire(exclusive=True):  # not being built: a crash's leftover
                     shutil.rmtree(leftover, ignore_errors=True)
             finally:
                 lock.release()
         return removed
 
-    def _present(self, key: str, build: Builder, lock: _KeyLock) -> CommandResult | None:
-        """Hold ``lock`` shared with the entry published; the build's result when this call built it."""
+    def _present(
+        self, key: str, build: Builder, lock: _KeyLock, wait_seconds: float
+    ) -> CommandResult | None:
+        """Hold ``lock`` shared with the entry published; the build's result when this call built it.
+
+        A failed build returns with ``lock`` released. Locks are only tried, never waited for inside
+        flock: whoever holds the key shared keeps it published, so a run that saw the entry missing
+        and cannot get the key exclusively looks again rather than waiting for every user to leave
+        (one of them may be a thread of this process whose caller waits for this one).
+        """
+        entry = self.entry(key)
         built = None
+        deadline = time.monotonic() + wait_seconds
+        delay = _POLL_FIRST
         while True:
-            lock.acquire(exclusive=False)
-            if self.entry(key).is_dir():
-                return built
-            lock.release()
-            lock.acquire(exclusive=True)
-            if not self.entry(key).is_dir():  # nobody built it while this run waited
-                built = self._build(key, build)
-                if not built.ok:
-                    return built
-            lock.release()
+            if entry.is_dir():
+                if lock.acquire(exclusive=False):
+                    if entry.is_dir():  # still there now that it cannot be evicted
+                        return built
+                    lock.release()  # evicted between the look and the lock: look again
+                    continue
+            elif lock.acquire(exclusive=True):
+                try:
+                    if not entry.is_dir():  # nobody built it since the look
+                        built = self._build(key, build)
+                        if not built.ok:
+                            return built
+                        deadline = time.monotonic() + wait_seconds
+                finally:
+                    lock.release()
+                continue
+            # Someone holds the key: building it, evicting it, or (entry missing) using it shared.
+            if time.monotonic() >= deadline:
+                raise _stuck(key, lock.path, entry, wait_seconds)
+            time.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX)
 
     def _build(self, key: str, build: Builder) -> CommandResult:
         staging_root = self.root / "tmp"
@@ -251,18 +301,49 @@ class EnvPool:
         shutil.rmtree(trash, ignore_errors=True)
 
 
+def _stuck(key: str, lock: Path, entry: Path, waited: float) -> SandboxError:
+    """Why a checkout gave up waiting for ``key``, and what to do about it."""
+    present = entry.is_dir()
+    shared_here = _KeyLock.held_shared_here(lock)
+    holder = (
+        "a run in this process uses it" if shared_here
+        else "another process holds it" if present
+        else "another process is building it or holds it"
+    )  # fmt: skip
+    state = "published" if present else "missing"
+    return SandboxError(
+        f"gave up after {waited:.0f}s waiting for the pooled environment {key[:12]}: its lock "
+        f"{lock} stayed held ({holder}) and the entry {entry} is {state}. A build elsewhere ends "
+        f"within the tests gate's time limit; otherwise see who holds it (`fuser -v {lock}`, or "
+        "its inode in /proc/locks) and stop that process, then run again."
+    )
+
+
 class _KeyLock:
     """An flock on one key's lock file, robust against the file being replaced by eviction."""
+
+    _shared_here: ClassVar[dict[Path, int]] = {}
+    """Shared holds this process has per lock file (to say who holds a key a run gave up on)."""
+    _registry: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd: int | None = None
+        self.exclusive = False
 
-    def acquire(self, *, exclusive: bool, wait: bool = True) -> bool:
-        """Take the lock; False when ``wait`` is off and someone else holds it."""
+    @classmethod
+    def held_shared_here(cls, path: Path) -> bool:
+        with cls._registry:
+            return cls._shared_here.get(path, 0) > 0
+
+    def acquire(self, *, exclusive: bool) -> bool:
+        """Try to take the lock; False at once when someone else holds it in a conflicting mode.
+
+        Never waits: a caller that must have the lock tries again (see ``EnvPool._present``).
+        """
         self.release()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        flags = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
+        flags = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
@@ -271,12 +352,20 @@ class _KeyLock:
                 os.close(fd)
                 return False
             if _same_file(fd, self.path):
-                self.fd = fd
+                self.fd, self.exclusive = fd, exclusive
+                if not exclusive:
+                    with self._registry:
+                        self._shared_here[self.path] = self._shared_here.get(self.path, 0) + 1
                 return True
-            os.close(fd)  # eviction unlinked this file while we waited: lock the new one
+            os.close(fd)  # eviction unlinked this file meanwhile: lock the new one
 
     def release(self) -> None:
         if self.fd is not None:
+            if not self.exclusive:
+                with self._registry:
+                    left = self._shared_here.pop(self.path, 1) - 1
+                    if left:
+                        self._shared_here[self.path] = left
             os.close(self.fd)
             self.fd = None
 
@@ -360,6 +449,7 @@ def _check_key(key: str) -> None:
 
 __all__ = [
     "DEFAULT_KEEP",
+    "DEFAULT_WAIT_SECONDS",
     "ENTRY_ENVIRONMENT",
     "Checkout",
     "EnvPool",
