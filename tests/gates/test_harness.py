@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from shipyard.config import GatesConfig
+from shipyard.gates.base import ChangeView
 from shipyard.gates.environment import environment_key
-from shipyard.gates.harness import Harness, export_tree
+from shipyard.gates.harness import Harness, Verification, export_tree
 from shipyard.gates.tests import compare
 from shipyard.sandbox import BwrapSandbox
+from shipyard.sandbox import pool as pool_module
+from shipyard.sandbox.pool import Checkout, EnvPool
 from tests.conftest import EXAMPLES, needs_bwrap
 
 sys.path.insert(0, str(EXAMPLES))
@@ -142,6 +149,63 @@ def test_measurements_of_one_dependency_set_share_one_pooled_environment(
     assert sorted(h.pool.recent_keys()) == sorted([built.key, h.environments[-1].key])
     # Two dependency sets, two wheelhouses: the base and the change resolved theirs once.
     assert len(list((tmp_path / "cache" / "wheelhouses").glob("*/.complete"))) == 2
+
+
+def test_verify_on_a_cold_pool_finishes_when_the_change_saw_the_environment_missing(
+    tmp_path: Path, index_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interleaving that hung a worker: both trees need the same missing environment; the
+    change tree sees it missing and goes for the key exclusively just as the baseline tree builds it
+    and then keeps it shared until ``verify`` ends. ``verify`` must finish, the change on the
+    baseline's build."""
+    hang = 120.0
+    repo = make_repo(tmp_path / "repo")
+    base = _git("rev-parse", "HEAD", cwd=repo)
+    (repo / "tests" / "test_more.py").write_text("def test_more():\n    assert True\n")
+    _git("add", "-A", cwd=repo)
+    head = commit(repo, "one more test")
+    h = harness(tmp_path, index_url)
+    change_saw_missing, baseline_holds = threading.Event(), threading.Event()
+    tree = threading.local()
+    real_checkout, real_acquire = EnvPool.checkout, pool_module._KeyLock.acquire
+
+    @contextlib.contextmanager
+    def checkout(self: EnvPool, key: str, **kwargs: Any) -> Iterator[Checkout]:
+        tree.phase = kwargs["target"].parents[1].name  # <scratch>/<phase>/env/venv
+        if tree.phase == "baseline":
+            assert change_saw_missing.wait(hang), "the change never looked for the environment"
+        with real_checkout(self, key, **kwargs) as out:
+            if tree.phase == "baseline":
+                baseline_holds.set()
+            yield out
+
+    def acquire(self: Any, *, exclusive: bool, **kwargs: Any) -> bool:
+        if exclusive and getattr(tree, "phase", "") == "change" and not change_saw_missing.is_set():
+            change_saw_missing.set()  # failpoint: the change saw the entry missing
+            assert baseline_holds.wait(hang), "the baseline never held the environment"
+        return bool(real_acquire(self, exclusive=exclusive, **kwargs))
+
+    monkeypatch.setattr(EnvPool, "checkout", checkout)
+    monkeypatch.setattr(pool_module._KeyLock, "acquire", acquire)
+    done: list[Verification] = []
+    worker = threading.Thread(
+        target=lambda: done.append(
+            h.verify(repo, base, head, scratch=tmp_path / "s", view=ChangeView())
+        ),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(hang * 2)
+    assert not worker.is_alive(), "verify hung on the environment pool's lock"
+    assert done, "verify failed (see the thread's traceback above)"
+    assert change_saw_missing.is_set()
+    assert baseline_holds.is_set()
+    assert sorted((c.hit, c.key) for c in h.environments) == [
+        (False, h.environments[0].key),
+        (True, h.environments[0].key),
+    ]
+    assert "tests.test_more::test_more" in done[0].change.tests.passed
+    assert len(done[0].baseline.tests.passed) == 24
 
 
 def test_the_environment_key_follows_every_input(tmp_path: Path) -> None:

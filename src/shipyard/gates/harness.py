@@ -251,9 +251,11 @@ class Harness:
                 compile_bytecode=True,
             )  # fmt: skip
 
+        # Another run's build of this key is bounded by the same limits as ours: wait that long.
         with self.pool.checkout(
-            key, build=build, target=ctx.scratch / "venv", workdir=ctx.scratch.parent / "layer"
-        ) as checkout:
+            key, build=build, target=ctx.scratch / "venv", workdir=ctx.scratch.parent / "layer",
+            wait_seconds=2.0 * self.config.tests.timeout_seconds + 60.0,
+        ) as checkout:  # fmt: skip
             self.environments.append(checkout)
             yield
 
