@@ -208,9 +208,11 @@ def _supervise(
     applied, limit = _rlimits(limits, group)
 
     def preexec() -> None:
-        limit()
+        # Limits last: once an address-space limit below the parent's size (a host process with an
+        # embedding model loaded is well over a GiB) is set, any further allocation here fails.
         if namespace is not None:
             namespace.enter()
+        limit()
 
     started = time.monotonic()
     try:
@@ -450,11 +452,16 @@ def _rlimits(
             (resource.RLIMIT_NPROC, limits.max_processes, f"processes={limits.max_processes}")
         )
 
+    # Built here, in the parent: the child allocates nothing after its address space is capped,
+    # which is why that limit is set last.
+    settings = [(kind, (value, value)) for kind, value, _ in wanted if kind != resource.RLIMIT_AS]
+    settings += [(kind, (value, value)) for kind, value, _ in wanted if kind == resource.RLIMIT_AS]
+
     def apply() -> None:
         if group is not None:
             group.join()
-        for kind, value, _ in wanted:
-            resource.setrlimit(kind, (value, value))
+        for kind, pair in settings:
+            resource.setrlimit(kind, pair)
 
     applied = [f"{label} (rlimit)" for _, _, label in wanted]
     applied += group.applied if group is not None else ()
