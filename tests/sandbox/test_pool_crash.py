@@ -168,3 +168,54 @@ def test_a_large_host_process_starts_a_memory_limited_sandbox_in_its_overlay(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["overlay", "0", "pooled"]
+
+
+MODEL_HOST = """
+import sys, threading
+from pathlib import Path
+from shipyard.agent.context.embeddings import load_embedder
+load_embedder().embed(["a chunk of code"] * 40)
+from shipyard.sandbox.base import CommandResult, Mount
+from shipyard.sandbox.bwrap import BwrapSandbox
+from shipyard.sandbox.pool import EnvPool
+root = Path(sys.argv[1])
+def build(staging):
+    (staging / "venv").mkdir()
+    (staging / "venv" / "marker").write_text("pooled\\n")
+    return CommandResult(argv=("b",), exit_code=0, stdout="", stderr="", duration_seconds=0)
+pool = EnvPool(root / "pool", mechanism="overlay")
+run = root / "run"
+(run / "ws").mkdir(parents=True)
+seen = []
+with pool.checkout("k1", build=build, target=run / "env" / "venv", workdir=run / "layer") as out:
+    def gate():  # the harness starts gate sandboxes from worker threads
+        result = BwrapSandbox().run(
+            ["cat", "/env/venv/marker"], workspace=run / "ws",
+            mounts=[Mount(source=run / "env", target="/env", writable=True)],
+        )
+        seen.append(result.stdout.strip())
+    thread = threading.Thread(target=gate)
+    thread.start()
+    thread.join()
+print(out.layer.mechanism, *seen, flush=True)
+"""
+
+
+@pytest.mark.slow
+@needs_bwrap
+@as_root
+def test_a_sandbox_started_from_a_thread_after_the_embedding_model_loaded_joins_its_overlay(
+    tmp_path: Path,
+) -> None:
+    """With the model loaded, a child forked from a thread shared its filesystem attributes and
+    setns refused it (EINVAL): every gate of a process that had run retrieval failed to start."""
+    from shipyard.agent.context.embeddings import embedding_model_missing
+
+    if (missing := embedding_model_missing()) is not None:
+        pytest.skip(f"the embedding model is not installed: {missing}")
+    done = subprocess.run(
+        [sys.executable, "-c", MODEL_HOST, str(tmp_path / "home")],
+        capture_output=True, text=True, timeout=240, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["overlay", "pooled"]

@@ -100,7 +100,12 @@ class PrivateMounts:
         return _in_thread(inside)
 
     def enter(self) -> None:
-        """Join this namespace in the calling process: for a freshly forked child, before exec."""
+        """Join this namespace in the calling process: for a freshly forked child, before exec.
+
+        setns refuses a process whose filesystem attributes are shared. A child forked from a
+        thread of a process that loaded some native libraries (torch, for the embedding model) was
+        seen sharing them, so the child takes a private copy first, as ``run`` does."""
+        _check(_libc.unshare(CLONE_FS), "unshare(CLONE_FS)")
         _check(_libc.setns(self.fd, CLONE_NEWNS), "setns(mount namespace)")
 
     def close(self) -> None:
