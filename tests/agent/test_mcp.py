@@ -70,8 +70,19 @@ def serve(workspace: Path) -> Iterator[Any]:
         server.close()
 
 
+_BEFORE_TEST: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _processes_before_the_test() -> None:
+    """Services other fixtures keep running for the session (Prometheus, PostgreSQL) are not this
+    test's leftovers: only processes that appear during the test count."""
+    _BEFORE_TEST.clear()
+    _BEFORE_TEST.update(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
+
+
 def descendants() -> list[str]:
-    """The processes below this one (pid and command), from /proc: other sandboxes run here too."""
+    """The processes below this one that the test started (pid and command), from /proc."""
     parents: dict[int, int] = {}
     names: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
@@ -88,7 +99,7 @@ def descendants() -> list[str]:
     while frontier:
         pid = frontier.pop()
         children = [p for p, parent in parents.items() if parent == pid]
-        found += [f"{c} {names[c]}" for c in children]
+        found += [f"{c} {names[c]}" for c in children if c not in _BEFORE_TEST]
         frontier += children
     return found
 

@@ -91,6 +91,6 @@ def test_blueprint_registry() -> None:
         blueprint = get_blueprint(agent)
         assert blueprint.name == agent
         assert [s.kind for s in blueprint.steps if s.name == "agent"] == ["agent"]
-    valid = "Valid blueprints: ci-fix, deps, fix-tests, lint-fix, submit, task"
+    valid = "Valid blueprints: agent, ci-fix, deps, fix-tests, lint-fix, submit, task"
     with pytest.raises(BlueprintError, match=valid):
         get_blueprint("nope")
