@@ -25,10 +25,11 @@ from tests.conftest import needs_bwrap
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="overlay mounts need root")
 
-HOLDER = """
+# A pool whose one entry holds a marker file, and a run directory to lend it into: argv[1] is the root.
+POOL_SCRIPT = """
 import sys
 from pathlib import Path
-from shipyard.sandbox.base import CommandResult, Mount
+from shipyard.sandbox.base import CommandResult, Limits, Mount
 from shipyard.sandbox.bwrap import BwrapSandbox
 from shipyard.sandbox.pool import EnvPool
 
@@ -42,6 +43,11 @@ def build(staging):
 pool = EnvPool(root / "pool", mechanism="overlay")
 run = root / "run"
 (run / "ws").mkdir(parents=True)
+"""
+
+HOLDER = (
+    POOL_SCRIPT
+    + """
 with pool.checkout("k1", build=build, target=run / "env" / "venv", workdir=run / "layer") as out:
     print(out.layer.mechanism, flush=True)
     BwrapSandbox().run(
@@ -49,6 +55,7 @@ with pool.checkout("k1", build=build, target=run / "env" / "venv", workdir=run /
         workspace=run / "ws", mounts=[Mount(source=run / "env", target="/env", writable=True)],
     )
 """
+)
 
 
 def visible_mounts(directory: Path) -> list[str]:
@@ -126,23 +133,12 @@ def test_a_lent_overlay_is_visible_to_sandboxes_only(tmp_path: Path) -> None:
     assert not run.joinpath("env", "venv").exists()
 
 
-BIG_HOST = """
+BIG_HOST = (
+    POOL_SCRIPT
+    + """
 import mmap
-import sys
-from pathlib import Path
-from shipyard.sandbox.base import CommandResult, Limits, Mount
-from shipyard.sandbox.bwrap import BwrapSandbox
-from shipyard.sandbox.pool import EnvPool
-root = Path(sys.argv[1])
 # Address space well over the sandbox's memory limit, as a host with an embedding model loaded has.
 reserved = mmap.mmap(-1, 3 * 1024**3)
-def build(staging):
-    (staging / "venv").mkdir()
-    (staging / "venv" / "marker").write_text("pooled\\n")
-    return CommandResult(argv=("b",), exit_code=0, stdout="", stderr="", duration_seconds=0)
-pool = EnvPool(root / "pool", mechanism="overlay")
-run = root / "run"
-(run / "ws").mkdir(parents=True)
 with pool.checkout("k1", build=build, target=run / "env" / "venv", workdir=run / "layer") as out:
     result = BwrapSandbox().run(
         ["cat", "/env/venv/marker"], workspace=run / "ws",
@@ -151,6 +147,7 @@ with pool.checkout("k1", build=build, target=run / "env" / "venv", workdir=run /
     )
 print(out.layer.mechanism, result.exit_code, result.stdout.strip(), flush=True)
 """
+)
 
 
 @needs_bwrap
@@ -170,22 +167,12 @@ def test_a_large_host_process_starts_a_memory_limited_sandbox_in_its_overlay(
     assert done.stdout.split() == ["overlay", "0", "pooled"]
 
 
-MODEL_HOST = """
-import sys, threading
-from pathlib import Path
+MODEL_HOST = (
+    POOL_SCRIPT
+    + """
+import threading
 from shipyard.agent.context.embeddings import load_embedder
 load_embedder().embed(["a chunk of code"] * 40)
-from shipyard.sandbox.base import CommandResult, Mount
-from shipyard.sandbox.bwrap import BwrapSandbox
-from shipyard.sandbox.pool import EnvPool
-root = Path(sys.argv[1])
-def build(staging):
-    (staging / "venv").mkdir()
-    (staging / "venv" / "marker").write_text("pooled\\n")
-    return CommandResult(argv=("b",), exit_code=0, stdout="", stderr="", duration_seconds=0)
-pool = EnvPool(root / "pool", mechanism="overlay")
-run = root / "run"
-(run / "ws").mkdir(parents=True)
 seen = []
 with pool.checkout("k1", build=build, target=run / "env" / "venv", workdir=run / "layer") as out:
     def gate():  # the harness starts gate sandboxes from worker threads
@@ -199,6 +186,7 @@ with pool.checkout("k1", build=build, target=run / "env" / "venv", workdir=run /
     thread.join()
 print(out.layer.mechanism, *seen, flush=True)
 """
+)
 
 
 @pytest.mark.slow
