@@ -276,16 +276,19 @@ def test_an_on_to_on_squared_change_is_a_confirmed_regression(envs: Envs) -> Non
     by_name = {b["name"]: b for b in facts["benchmarks"]}
     assert by_name[UNIQUE]["confirmed"]
     assert by_name[UNIQUE]["ratio"] > 3
-    assert not by_name[TOTAL]["suspected"]
+    # On a busy host the unchanged benchmark may look slower once; the confirmation round is
+    # what keeps that noise out of the verdict.
     assert not by_name[TOTAL]["confirmed"]
     assert [r.split(":")[0] for r in facts["regressions"]] == ["tests/test_bench.py"]
     assert UNIQUE in facts["regressions"][0]
     assert "confirmed" in facts["regressions"][0]
     assert facts["threshold_percent"] == 15
-    # The confirmation round re-ran only the suspect, in both trees.
+    # The confirmation round re-ran only the suspects, in both trees.
+    suspected = sorted(name for name, b in by_name.items() if b["suspected"])
+    assert UNIQUE in suspected
     for env in ("baseline", "change"):
         raw = (envs.scratch[env] / f"bench-{env}-2.json").read_bytes()
-        assert list(parse_benchmarks(raw, "min")) == [UNIQUE]
+        assert sorted(parse_benchmarks(raw, "min")) == suspected
     assert any(line.startswith(UNIQUE) for line in result.details)
 
 

@@ -89,19 +89,24 @@ def test_secrets_are_not_in_the_environment_or_any_visible_file(canaries: Canari
 
 
 @pytest.mark.slow
-def test_a_grep_of_the_whole_visible_filesystem_finds_no_secret(canaries: Canaries) -> None:
+def test_a_search_of_the_whole_visible_filesystem_finds_no_secret(canaries: Canaries) -> None:
+    """Every file the sandbox can see, binaries included, read to the end: ripgrep
+    (the agent's own search tool) gets through the system's gigabytes where grep would not."""
     sandbox = BwrapSandbox()
+    patterns = " ".join(f"-e {secret}" for secret in canaries.all)
     script = (
-        "timeout 30 grep -r -l -F -s -D skip --exclude-dir=proc --exclude-dir=sys "
-        f"{canaries.grep_args()} /; echo exit=$?"
+        "cd / && rg --files-with-matches --fixed-strings --no-ignore --hidden --binary --no-messages "
+        f"{patterns} /dev/shm $(ls -A / | grep -v -x -e proc -e sys -e dev); echo exit=$?"
     )
     result = sandbox.run(
-        ["/bin/sh", "-c", script], workspace=canaries.workspace, limits=Limits(wall_seconds=60)
+        ["/bin/sh", "-c", script], workspace=canaries.workspace, limits=Limits(wall_seconds=240)
     )
+    assert not result.timed_out, result.violations
+    assert result.exit_code == 0, result.stdout + result.stderr
     *matches, status = result.stdout.splitlines()
-    assert matches == []  # -l names every file holding a secret
-    # 1: read everything, found nothing; 2: some file was unreadable; 124: the timeout cut it short
-    assert status in ("exit=1", "exit=2", "exit=124"), result.stdout + result.stderr
+    assert matches == []  # every file holding a secret would be named
+    # 1: read everything and found nothing; 2: something was unreadable (and skipped) on the way
+    assert status in ("exit=1", "exit=2"), result.stdout + result.stderr
 
 
 def test_a_credential_printed_inside_is_masked_when_recorded(
