@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
@@ -15,7 +16,15 @@ from sqlalchemy import inspect
 from shipyard.errors import StoreError
 from shipyard.model import Task
 from shipyard.store import Store
-from shipyard.store.database import MIGRATIONS, VERSION_TABLE, parse_url, redact
+from shipyard.store.database import (
+    HEADS,
+    MIGRATIONS,
+    VERSION_TABLE,
+    connect,
+    current_revisions,
+    parse_url,
+    redact,
+)
 from shipyard.store.tables import metadata
 
 TASK = Task(blueprint="deps", repo="/srv/repos/app")
@@ -69,6 +78,31 @@ def test_opening_twice_migrates_once(store_url: str) -> None:
         context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
         assert set(context.get_current_heads()) == migration_heads()
         assert second.get_run(run_id).run_id == run_id
+
+
+def test_the_heads_a_current_store_is_recognised_by_are_the_migrations_heads() -> None:
+    assert migration_heads() == HEADS, (
+        "a migration was added: put the new heads in shipyard.store.database.HEADS"
+    )
+
+
+def test_a_store_left_at_an_older_revision_is_brought_up_when_opened(store_url: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("version_table", VERSION_TABLE)
+    engine = connect(store_url)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0003_leases")  # as an older shipyard left it
+    with engine.connect() as conn:
+        assert current_revisions(conn) == {"0003_leases"}
+        assert "append_key" not in {c["name"] for c in inspect(conn).get_columns("events")}
+    engine.dispose()
+
+    with Store.open(store_url) as store, store.engine.connect() as conn:
+        assert current_revisions(conn) == HEADS
+        assert "append_key" in {c["name"] for c in inspect(conn).get_columns("events")}
+        assert store.get_run(store.create_run(TASK)).task["repo"] == TASK.repo
 
 
 def test_a_directory_that_cannot_hold_the_store_is_a_store_error(tmp_path: Path) -> None:

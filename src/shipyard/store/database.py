@@ -13,9 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -31,6 +29,10 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "shipyard_schema_version"
+HEADS = frozenset({"0002_service", "0003_leases", "0004_append_keys"})
+"""The newest revisions under ``migrations/versions`` (tests/store keeps this in step with them). A
+store already at exactly these opens without loading Alembic and its scripts: every command opens
+the store, and most find it current."""
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Execution option naming the statement that opens a SQLite transaction. Writers ask for
 # BEGIN IMMEDIATE so that two writers queue on the busy timeout instead of failing half-way.
@@ -119,6 +121,12 @@ def _sqlite_begin(conn: Connection) -> None:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration; safe when several processes open at once."""
+    with translate_errors(engine, "opening the store"), engine.connect() as conn:
+        if current_revisions(conn) == HEADS:
+            return
+    from alembic import command
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("version_table", VERSION_TABLE)
@@ -131,6 +139,14 @@ def migrate(engine: Engine) -> None:
                 )
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "heads")
+
+
+def current_revisions(conn: Connection) -> frozenset[str]:
+    """The revisions the store's schema is at; empty for a store never migrated."""
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return frozenset()
+    rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))
+    return frozenset(str(row[0]) for row in rows)
 
 
 def retrying(engine: Engine, action: str, body: Callable[[], T]) -> T:
