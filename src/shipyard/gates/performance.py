@@ -13,9 +13,11 @@ state, so this gate measures both trees itself, side by side, and keeps the nois
   the ``min`` (default; noise only ever adds time) or the ``median`` of the rounds is compared.
 - **A threshold.** A benchmark is slower only when ``change > baseline * (1 + threshold/100)``
   (15 % by default); smaller differences are treated as noise.
-- **A confirmation round.** Every benchmark that looks slower is measured again, baseline then change,
-  alone; it is reported as a regression only when both rounds agree. A one-off slow round is not
-  reported; the figures shown are those of the round with the smaller slowdown.
+- **A confirmation round.** Every benchmark that looks slower is measured again alone, in the
+  opposite order (change, then baseline); it is reported as a regression only when both rounds
+  agree. A one-off slow round is not reported, and neither is a host that got busier between the
+  two trees' first measurements (the reversed order puts the busier time on the other side). The
+  figures shown are those of the round with the smaller slowdown.
 
 Benchmarks that exist in only one tree are listed (``new``, ``removed``) but are not regressions. A
 benchmark run that fails or times out fails the gate with the end of its output: never a silent pass.
@@ -261,10 +263,11 @@ class PerformanceGate:
             again = suspects(first, cfg.threshold_percent)
             confirm = None
             if again:
-                confirm = Round(
-                    baseline=_measure(baseline, "baseline", 2, only=again),
-                    change=_measure(change, "change", 2, only=again),
-                )
+                # Reversed: load that rose between the first round's two runs now lands on the
+                # baseline, so it cannot confirm a slowdown the change did not cause.
+                again_change = _measure(change, "change", 2, only=again)
+                again_baseline = _measure(baseline, "baseline", 2, only=again)
+                confirm = Round(baseline=again_baseline, change=again_change)
         except BenchmarkRunFailed as exc:
             return stop(str(exc), skipped=False, tail=exc.output_tail)
         if not first.baseline and not first.change:
