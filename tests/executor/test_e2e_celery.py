@@ -1,6 +1,6 @@
-"""The demo's end-to-end flows, unchanged, on the Celery executor with PostgreSQL: the real CLI
-submits to a real ``shipyard worker`` through our own redis-server. The same tests run on the local
-executor with SQLite in tests/e2e/test_demo_flow.py."""
+"""The end-to-end flows, unchanged, on the Celery executor with PostgreSQL: the real CLI submits to
+a real ``shipyard worker`` through our own redis-server. The same tests run on the local executor
+with SQLite in tests/e2e/test_demo_flow.py and tests/e2e/test_queue_flow.py."""
 
 from __future__ import annotations
 
@@ -11,18 +11,22 @@ import pytest
 
 from tests.conftest import needs_bwrap
 from tests.e2e import test_demo_flow as demo
+from tests.e2e import test_queue_flow as queue
 from tests.executor.conftest import Cluster
 
 pytestmark = [pytest.mark.slow, needs_bwrap]
 
+# Every flow of both modules: a flow added there runs here too.
 FLOWS = [
-    demo.test_deps_merges_the_compatible_update_and_halts_the_breaking_major,
-    demo.test_forbidden_path_halts_and_feature_waits_for_review_then_merges,
+    flow
+    for module in (demo, queue)
+    for name, flow in sorted(vars(module).items())
+    if name.startswith("test_") and callable(flow)
 ]
 
 
 @pytest.mark.parametrize("flow", FLOWS, ids=lambda f: f.__name__.removeprefix("test_"))
-def test_demo_flow_on_celery_with_postgresql(
+def test_e2e_flow_on_celery_with_postgresql(
     flow: Callable[[Path, str], None],
     cluster: Cluster,
     index_url: str,
