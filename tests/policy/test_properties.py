@@ -248,12 +248,27 @@ def stricter(draw: st.DrawFn, policy: PolicyConfig) -> PolicyConfig:
     data = policy.model_dump(mode="json")
     data["name"] = f"{policy.name}-stricter"
     if "quality" in parts:
+        # Every rule of the section is drawn at least as strict as before: a rule left out would
+        # fall back to its default, which may be looser (no diff coverage bar, say).
         data["quality"] = {
             "min_pass_rate": draw(st.floats(q.min_pass_rate, 1.0)),
             "max_static_errors": draw(st.integers(0, q.max_static_errors)),
             "min_coverage_delta": draw(st.floats(q.min_coverage_delta, 100.0)),
             "min_coverage_for_merge": draw(st.floats(q.min_coverage_for_merge, 100.0)),
+            "max_integrity_findings": draw(st.integers(0, q.max_integrity_findings)),
+            "halt_on_performance_regression": q.halt_on_performance_regression
+            or draw(st.booleans()),
+            "halt_on_dependency_conflict": q.halt_on_dependency_conflict or draw(st.booleans()),
+            "min_diff_coverage": draw(
+                st.floats(q.min_diff_coverage, 100.0)
+                if q.min_diff_coverage is not None
+                else st.none() | st.floats(0.0, 100.0)
+            ),
+            "flaky_action": draw(
+                st.sampled_from([a for a in Action if a.severity >= q.flaky_action.severity])
+            ).value,
         }
+        assert set(data["quality"]) == set(type(q).model_fields), "draw every quality rule"
     if "routing" in parts:
         data["routing"] = {
             "types": {
