@@ -9,31 +9,27 @@ import getpass
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from unidiff.errors import UnidiffParseError
-from unidiff.patch import PatchSet
-
-from shipyard.blueprints import RunContext
-from shipyard.blueprints.nodes import configure, reverify
 from shipyard.config import DEFAULT_INDEX, load_config, shipyard_home
-from shipyard.delivery.deliver import merge_message
-from shipyard.delivery.queue import MergeQueue, Verified, recover
-from shipyard.deps.lookup import history, plan_repository
-from shipyard.deps.planning import Plan, PlannedUpdate
 from shipyard.errors import NotFound, PatchError, ReviewError, ShipyardError
 from shipyard.events import EventType, RunState
-from shipyard.executor import Executor, ExecutorSettings, executor_from_settings
-from shipyard.executor.local import EventListener
-from shipyard.forge import get_forge
-from shipyard.gates.flaky import QuarantineEntry, quarantine_for_repo
+from shipyard.executor.settings import ExecutorSettings
 from shipyard.model import Action, ChangeType, RunStatus, Task
-from shipyard.rollout.runner import RolloutRunner
-from shipyard.sandbox import ensure_available
 from shipyard.store import Store
-from shipyard.store.leases import Leases
 from shipyard.workspace import inspect_repo
+
+if TYPE_CHECKING:
+    from shipyard.blueprints.engine import EventListener
+    from shipyard.deps.planning import Plan, PlannedUpdate
+    from shipyard.executor import Executor
+    from shipyard.gates.flaky import QuarantineEntry
+    from shipyard.rollout.runner import RolloutRunner
+
+# Blueprints, delivery, the index client and the sandbox are imported where a method needs them:
+# every command builds an App, and most only read the store.
 
 
 @dataclass
@@ -65,10 +61,17 @@ class App:
     def __init__(self, home: Path | None = None, *, listener: EventListener | None = None) -> None:
         self.home = home or shipyard_home()
         self.home.mkdir(parents=True, exist_ok=True)
-        settings = ExecutorSettings.from_env()
-        self.store = Store.open(settings.store_url, home=self.home)
-        self.executor: Executor = executor_from_settings(
-            store=self.store, home=self.home, settings=settings, listener=listener
+        self.settings = ExecutorSettings.from_env()
+        self.store = Store.open(self.settings.store_url, home=self.home)
+        self._listener = listener
+
+    @cached_property
+    def executor(self) -> Executor:
+        """The executor the settings name, made when a run first needs it."""
+        from shipyard.executor import executor_from_settings
+
+        return executor_from_settings(
+            store=self.store, home=self.home, settings=self.settings, listener=self._listener
         )
 
     def close(self) -> None:
@@ -82,6 +85,8 @@ class App:
 
     def rollouts(self, *, listener: EventListener | None = None) -> RolloutRunner:
         """The runner that advances this installation's rollouts (see ``shipyard.rollout``)."""
+        from shipyard.rollout.runner import RolloutRunner
+
         return RolloutRunner(self.store, home=self.home, listener=listener)
 
     # --- starting runs -------------------------------------------------------------------------
@@ -111,7 +116,7 @@ class App:
             requested_by=requested_by,
             allow_removed_tests=allow_removed_tests,
         )
-        ensure_available()
+        _ensure_sandbox()
         return self.executor.run(task)
 
     def run_agent(
@@ -137,7 +142,7 @@ class App:
             index_url=index_url,
             requested_by=requested_by,
         )
-        ensure_available()
+        _ensure_sandbox()
         return self.executor.run(task)
 
     def agent_record(self, run_id: str) -> AgentRecord:
@@ -153,11 +158,15 @@ class App:
 
     def quarantine(self, *, repo: Path) -> list[QuarantineEntry]:
         """Tests seen flaky in runs on ``repo``, most often seen first."""
+        from shipyard.gates.flaky import quarantine_for_repo
+
         info = inspect_repo(repo)
         return quarantine_for_repo(self.store, str(info.path))
 
     def plan_deps(self, *, repo: Path, index_url: str | None = None) -> DepsPlan:
         """Plan dependency runs (security fixes, updates, lock maintenance) without starting any."""
+        from shipyard.deps.lookup import history, plan_repository
+
         info = inspect_repo(repo)
         config = load_config(info.path).config
         url = index_url or config.deps.index_url or DEFAULT_INDEX
@@ -174,7 +183,7 @@ class App:
         """Each planned run verified and delivered on its own branch, security fixes first."""
         plan = self.plan_deps(repo=repo, index_url=index_url)
         if plan.plan.runs:
-            ensure_available()
+            _ensure_sandbox()
         for task in deps_tasks(plan, index_url=index_url, requested_by=requested_by):
             plan.runs.append(self.executor.run(task))
         return plan
@@ -191,6 +200,12 @@ class App:
         again first; a conflict or failing gates keep it out. The reviewer may not be the identity
         that requested the run unless the repository's ``[review] allow_self_approval`` says so.
         """
+        from shipyard.blueprints import RunContext
+        from shipyard.blueprints.nodes import configure, reverify
+        from shipyard.delivery.deliver import merge_message
+        from shipyard.delivery.queue import MergeQueue, Verified
+        from shipyard.forge import get_forge
+
         self.recover()
         state = self._awaiting(run_id)
         who = by or identity()
@@ -241,6 +256,10 @@ class App:
         Runs that workers still own are left to them: the worker that takes such a run over
         resumes its delivery node, which finds an earlier merge by its trailer.
         """
+        from shipyard.blueprints import RunContext
+        from shipyard.delivery.queue import recover
+        from shipyard.store.leases import Leases
+
         leases = Leases(self.store)
         pending = [
             s
@@ -261,6 +280,9 @@ class App:
 
     def reject(self, run_id: str, *, by: str | None = None, comment: str = "") -> RunState:
         """Close a review without merging; the run branch is deleted, its commit stays in the record."""
+        from shipyard.blueprints import RunContext
+        from shipyard.forge import get_forge
+
         state = self._awaiting(run_id)
         forge = get_forge("local", Path(state.task["repo"]))
         ctx = RunContext(
@@ -289,8 +311,17 @@ class App:
         return self.store.get_run(run_id)
 
 
+def _ensure_sandbox() -> None:
+    from shipyard.sandbox import ensure_available
+
+    ensure_available()
+
+
 def check_patch(patch: Path) -> list[str]:
     """The paths a patch touches; PatchError when it is missing, empty or not a unified diff."""
+    from unidiff.errors import UnidiffParseError
+    from unidiff.patch import PatchSet
+
     if not patch.is_file():
         raise PatchError(f"{patch}: no such patch file. Pass the path of a unified diff.")
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -13,8 +13,10 @@ from shipyard.app import App, identity
 from shipyard.console import console, guard, print_json, status_text, why
 from shipyard.rollout.plan import Progress
 from shipyard.rollout.render import bars, describe_rollout, when
-from shipyard.rollout.runner import Advanced
 from shipyard.rollout.stats import rollout_stats
+
+if TYPE_CHECKING:
+    from shipyard.rollout.runner import Advanced
 
 rollout_app = typer.Typer(
     help="Staged rollouts of merged changes: watch health, revert on a breach.",

@@ -8,14 +8,26 @@ from __future__ import annotations
 
 from importlib import import_module
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from shipyard.errors import ConfigError
-from shipyard.events import RunState
-from shipyard.executor.local import EventListener, LocalExecutor, begin_run
 from shipyard.executor.settings import ExecutorSettings
-from shipyard.model import Task
-from shipyard.store import Store
+
+if TYPE_CHECKING:
+    from shipyard.events import RunState
+    from shipyard.executor.local import EventListener, LocalExecutor, begin_run
+    from shipyard.model import Task
+    from shipyard.store import Store
+
+_LOCAL = ("EventListener", "LocalExecutor", "begin_run")
+
+
+def __getattr__(name: str) -> Any:
+    # The local executor (and the blueprints behind it) loads on first use: reading the settings,
+    # as every command does, does not pay for it.
+    if name in _LOCAL:
+        return getattr(import_module("shipyard.executor.local"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @runtime_checkable
@@ -56,6 +68,8 @@ def executor_from_settings(
             f"Unknown executor {chosen.executor!r} (SHIPYARD_EXECUTOR). Valid executors: {valid}."
         ) from None
     if chosen.executor == "local":
+        from shipyard.executor.local import LocalExecutor
+
         return LocalExecutor(
             store=store, home=home, listener=listener, threads=chosen.local_threads
         )
