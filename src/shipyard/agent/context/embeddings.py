@@ -126,7 +126,7 @@ def _load() -> MiniLM:
     package = importlib.import_module(MODEL_PACKAGE)
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()
     try:
         model = package.load_model(device="cpu")
     except (OSError, RuntimeError, ValueError) as exc:
