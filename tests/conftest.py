@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -19,6 +20,25 @@ needs_bwrap = pytest.mark.skipif(
     shutil.which("bwrap") is None,
     reason="bubblewrap is not installed (`make setup` installs it with apt-get)",
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One environment pool for the whole session, shared by every test's shipyard home (and the
+    xdist workers, which inherit it): each dependency set is built once, as it is for homes that
+    share ``SHIPYARD_POOL_DIR`` in production. Tests of the pool itself give it a root of its own."""
+    if hasattr(config, "workerinput"):
+        return
+    from shipyard.sandbox.pool import DIR_VARIABLE
+
+    os.environ[DIR_VARIABLE] = tempfile.mkdtemp(prefix="shipyard-test-pool-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from shipyard.sandbox.pool import DIR_VARIABLE
+
+    pool = os.environ.get(DIR_VARIABLE, "")
+    if not hasattr(config, "workerinput") and Path(pool).name.startswith("shipyard-test-pool-"):
+        shutil.rmtree(pool, ignore_errors=True)
 
 
 def example_index() -> Path:

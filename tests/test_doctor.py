@@ -20,6 +20,7 @@ from shipyard.doctor import (
     detect_container,
     run_checks,
 )
+from shipyard.sandbox.pool import DIR_VARIABLE
 from tests.conftest import example_index, needs_bwrap
 
 
@@ -32,7 +33,8 @@ def files(root: Path, contents: dict[str, str]) -> Path:
 
 
 @needs_bwrap
-def test_every_check_passes_on_this_host(tmp_path: Path) -> None:
+def test_every_check_passes_on_this_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DIR_VARIABLE)  # the pool in the home's cache, where it is by default
     checks = run_checks(tmp_path / "home", repo=tmp_path)
     names = [c.name for c in checks]
     assert names == [
@@ -44,6 +46,9 @@ def test_every_check_passes_on_this_host(tmp_path: Path) -> None:
     expected = "lends overlays" if os.geteuid() == 0 else "copies instead"
     assert expected in overlay.detail
     assert str(tmp_path / "home" / "cache" / "envs") in overlay.detail
+    monkeypatch.setenv(DIR_VARIABLE, str(tmp_path / "shared" / "envs"))
+    overlay = next(c for c in run_checks(tmp_path / "home", repo=tmp_path) if c.name == "overlayfs")
+    assert str(tmp_path / "shared" / "envs") in overlay.detail
 
 
 def test_bubblewrap_missing_or_too_old(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from shipyard.deps.index import redact
 from shipyard.errors import ShipyardError
 from shipyard.gates.environment import uv_binary
 from shipyard.sandbox import BwrapSandbox, Limits
-from shipyard.sandbox.pool import OverlayUnavailable, mount_overlay
+from shipyard.sandbox.pool import OverlayUnavailable, mount_overlay, root_from_env
 from shipyard.store import Store
 
 MIN_BWRAP = (0, 4)
@@ -336,7 +336,9 @@ def run_checks(home: Path, *, repo: Path | None = None) -> list[Check]:
     checks.append(check_cgroups(Path("/sys/fs/cgroup"), Path("/proc/self/cgroup"), uid=os.getuid()))
     with tempfile.TemporaryDirectory(prefix="shipyard-doctor-overlay-") as tmp:
         checks.append(
-            check_overlay(Path("/proc/filesystems"), Path(tmp), pool=home / "cache" / "envs")
+            check_overlay(
+                Path("/proc/filesystems"), Path(tmp), pool=root_from_env(home / "cache" / "envs")
+            )
         )
     checks += [
         check_uv(),

@@ -34,11 +34,13 @@ def commit(repo: Path, message: str) -> str:
 
 
 def harness(tmp_path: Path, index_url: str) -> Harness:
+    """A harness with a pool of its own: these tests count its builds and hits."""
     return Harness(
         sandbox=BwrapSandbox(),
         config=GatesConfig(),
         index_url=index_url,
         cache_dir=tmp_path / "cache",
+        pool=EnvPool(tmp_path / "cache" / "envs"),
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from shipyard.errors import ConfigError, SandboxError
 from shipyard.sandbox.base import CommandResult
-from shipyard.sandbox.pool import EnvPool, keep_from_env
+from shipyard.sandbox.pool import EnvPool, keep_from_env, root_from_env
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="overlay mounts need root")
 
@@ -176,6 +176,20 @@ def test_keep_comes_from_the_environment_and_is_validated() -> None:
             keep_from_env({"SHIPYARD_POOL_KEEP": bad})
     with pytest.raises(ConfigError, match="at least 1"):
         EnvPool(Path("/nonexistent"), keep=0)
+
+
+def test_homes_that_name_one_pool_directory_build_each_environment_once(tmp_path: Path) -> None:
+    assert root_from_env(tmp_path / "home" / "cache" / "envs", {}) == tmp_path / "home/cache/envs"
+    shared = {"SHIPYARD_POOL_DIR": str(tmp_path / "shared")}
+    pools = [EnvPool(root_from_env(tmp_path / home / "cache" / "envs", shared)) for home in "ab"]
+    build = Builder()
+    first = use(pools[0], "k1", build, tmp_path / "run-a")
+    second = use(pools[1], "k1", build, tmp_path / "run-b")
+    assert (first[0], second[0], build.calls) == (False, True, 1)
+    assert pools[1].recent_keys() == ["k1"]
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(ConfigError, match="SHIPYARD_POOL_DIR='envs': use an absolute path"):
+        root_from_env(tmp_path, {"SHIPYARD_POOL_DIR": "envs"})
 
 
 def test_keys_must_be_digests(tmp_path: Path) -> None:

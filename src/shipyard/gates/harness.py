@@ -56,7 +56,7 @@ from shipyard.gates.wheels import fetch_wheels
 from shipyard.gitcmd import git
 from shipyard.model import GateResult, TestCase, TestReport
 from shipyard.sandbox.base import CommandResult, Limits, Sandbox
-from shipyard.sandbox.pool import Checkout, EnvPool, keep_from_env
+from shipyard.sandbox.pool import Checkout, EnvPool, keep_from_env, root_from_env
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class Harness:
         self.config = config
         self.index_url = index_url
         self.cache_dir = cache_dir
-        self.pool = pool or EnvPool(cache_dir / "envs", keep=keep_from_env())
+        self.pool = pool or EnvPool(root_from_env(cache_dir / "envs"), keep=keep_from_env())
         self.environments: list[Checkout] = []
         """What each measurement got from the pool, in order (none for trees that are not pooled)."""
         self.tree_gates: tuple[TreeGate, ...] = (

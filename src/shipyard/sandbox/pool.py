@@ -48,6 +48,7 @@ DEFAULT_KEEP = 8
 DEFAULT_WAIT_SECONDS = 1800.0
 """How long a run waits for another's build of its entry (or an eviction) before giving up."""
 KEEP_VARIABLE = "SHIPYARD_POOL_KEEP"
+DIR_VARIABLE = "SHIPYARD_POOL_DIR"
 ENTRY_ENVIRONMENT = "venv"
 """The directory inside an entry (and inside a build's scratch) that holds the environment itself."""
 
@@ -102,6 +103,24 @@ def keep_from_env(environ: Mapping[str, str] = os.environ) -> int:
     if not value.isdigit() or int(value) < 1:
         raise ConfigError(f"{KEEP_VARIABLE}={value!r}: use a whole number of entries, at least 1.")
     return int(value)
+
+
+def root_from_env(default: Path, environ: Mapping[str, str] = os.environ) -> Path:
+    """Where runs keep their pool: ``$SHIPYARD_POOL_DIR`` or ``default`` (the home's cache).
+
+    Several homes on one host (a CLI and a server, or workers with homes of their own) may name
+    one directory: entries are locked per key, published by a rename and never written after, so
+    each dependency set is built once for all of them.
+    """
+    value = environ.get(DIR_VARIABLE, "").strip()
+    if not value:
+        return default
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        raise ConfigError(
+            f"{DIR_VARIABLE}={value!r}: use an absolute path, for example /var/cache/shipyard/envs."
+        )
+    return path
 
 
 class EnvPool:
