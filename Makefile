@@ -54,10 +54,7 @@ typecheck: $(STAMP)
 pytest: setup
 	SHIPYARD_EXAMPLE_INDEX=$(CURDIR)/$(INDEX) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
-# The type check runs beside the test suite: mypy keeps one core for under a minute while the
-# suite's workers wait on sandboxes and servers as often as they compute. Either failing fails.
-test: setup lint
-	@$(MAKE) --no-print-directory -j2 typecheck pytest
+test: setup lint typecheck pytest
 
 bench: setup
 	$(BIN)/python benchmarks/time_to_decision.py
