@@ -20,8 +20,6 @@ measures a change and its base in two threads that need the same key.)
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import fcntl
 import json
 import logging
@@ -52,12 +50,9 @@ DIR_VARIABLE = "SHIPYARD_POOL_DIR"
 ENTRY_ENVIRONMENT = "venv"
 """The directory inside an entry (and inside a build's scratch) that holds the environment itself."""
 
-_MNT_DETACH = 2
 _POLL_FIRST, _POLL_MAX = 0.01, 0.25
 """Seconds between tries of a lock someone else holds: doubling from the first to the most."""
 _OVERLAY_UNSAFE = (",", ":", "\\", "\n")
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 
 Builder = Callable[[Path], CommandResult]
@@ -419,20 +414,6 @@ def mount_overlay(lower: Path, target: Path, workdir: Path) -> mountns.PrivateMo
         raise OverlayUnavailable(f"overlay mount refused: {exc.strerror}") from exc
 
 
-def unmount(target: Path) -> None:
-    """Unmount ``target``; lazily when something still holds it (it is gone once released)."""
-    if _libc.umount2(bytes(target), 0) == 0:
-        return
-    code = ctypes.get_errno()
-    if code == errno.EBUSY and _libc.umount2(bytes(target), _MNT_DETACH) == 0:
-        return
-    if code != errno.EINVAL:  # EINVAL: not a mount point (already gone)
-        raise SandboxError(
-            f"could not unmount the environment layer {target}: {os.strerror(code)}; "
-            f"unmount it by hand (`umount -l {target}`)."
-        )
-
-
 def copy_tree(source: Path, target: Path) -> None:
     """A copy of ``source`` at ``target``, sharing blocks where the filesystem can (reflinks)."""
     if target.exists():
@@ -477,5 +458,5 @@ __all__ = [
     "copy_tree",
     "keep_from_env",
     "mount_overlay",
-    "unmount",
+    "root_from_env",
 ]
