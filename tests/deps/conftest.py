@@ -97,6 +97,21 @@ class _Static(BaseHTTPRequestHandler):
 
 
 @contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` served by a real threaded HTTP server on 127.0.0.1; yields its base URL and
+    stops it (and its thread) afterwards."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@contextmanager
 def static_server(
     routes: dict[str, tuple[int, str, bytes]],
 ) -> Iterator[tuple[str, list[dict[str, str]]]]:
@@ -105,13 +120,5 @@ def static_server(
     Yields its base URL and the list of requests it saw (path and headers).
     """
     seen: list[dict[str, str]] = []
-    handler = type("Handler", (_Static,), {"routes": routes, "seen": seen})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving(type("Handler", (_Static,), {"routes": routes, "seen": seen})) as url:
+        yield url, seen

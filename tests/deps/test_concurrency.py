@@ -7,7 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -19,7 +19,7 @@ from shipyard.deps.index import PackageIndex
 from shipyard.deps.jsonapi import gather
 from shipyard.deps.manifests.model import Dependency
 from shipyard.errors import PackageIndexError
-from tests.deps.conftest import static_server
+from tests.deps.conftest import serving, static_server
 
 NAMES = [f"pkg{i:02d}" for i in range(10)]
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -66,15 +66,8 @@ def gated() -> Iterator[tuple[str, dict[str, int]]]:
         (_Gate,),
         {"barrier": threading.Barrier(4), "lock": threading.Lock(), "state": state},
     )
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/simple/", state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving(handler) as url:
+        yield f"{url}/simple/", state
 
 
 def dep(name: str) -> Dependency:
@@ -122,24 +115,15 @@ class _Cacheable(BaseHTTPRequestHandler):
 
 
 def test_the_cache_stays_whole_when_threads_write_the_same_entries(tmp_path: Path) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Cacheable)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    urls = [f"{base}/p{i % 3}" for i in range(48)]
     cache = HttpCache(tmp_path / "c")
-    try:
-        with httpx.Client() as http, ThreadPoolExecutor(max_workers=12) as pool:
+    with serving(_Cacheable) as base, httpx.Client() as http, ThreadPoolExecutor(12) as pool:
+        urls = [f"{base}/p{i % 3}" for i in range(48)]
 
-            def fetch(url: str) -> tuple[str, str]:
-                response = cache.get(http, url, {"Accept": "application/json"})
-                return url, str(response.json()["path"])
+        def fetch(url: str) -> tuple[str, str]:
+            response = cache.get(http, url, {"Accept": "application/json"})
+            return url, str(response.json()["path"])
 
-            seen = list(pool.map(fetch, urls))
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+        seen = list(pool.map(fetch, urls))
     assert all(url.endswith(path) for url, path in seen)
     entries = sorted((tmp_path / "c").iterdir())
     assert [p.suffix for p in entries] == [".entry"] * 3  # no temporary file left behind
@@ -150,19 +134,11 @@ def test_the_cache_stays_whole_when_threads_write_the_same_entries(tmp_path: Pat
 
 
 def test_a_torn_cache_entry_is_a_miss(tmp_path: Path) -> None:
-    with ThreadingHTTPServer(("127.0.0.1", 0), _Cacheable) as server:
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-        url = f"http://127.0.0.1:{server.server_address[1]}/p"
-        cache = HttpCache(tmp_path / "c")
-        try:
-            with httpx.Client() as http:
-                cache.get(http, url, {"Accept": "application/json"})
-                [entry] = (tmp_path / "c").iterdir()
-                entry.write_bytes(entry.read_bytes()[:40])
-                again = cache.get(http, url, {"Accept": "application/json"})
-        finally:
-            server.shutdown()
-            thread.join(timeout=10)
+    cache = HttpCache(tmp_path / "c")
+    with serving(_Cacheable) as base, httpx.Client() as http:
+        cache.get(http, f"{base}/p", {"Accept": "application/json"})
+        [entry] = (tmp_path / "c").iterdir()
+        entry.write_bytes(entry.read_bytes()[:40])
+        again = cache.get(http, f"{base}/p", {"Accept": "application/json"})
     assert again.extensions["cache"] == "miss"
     assert again.json()["path"] == "/p"

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -22,7 +21,7 @@ from shipyard.deps.localindex import SIDECAR, LocalIndex, serve
 from shipyard.deps.manifests.model import Dependency
 from shipyard.deps.wheelhouse import download
 from shipyard.errors import DependencyError, PackageIndexError
-from tests.deps.conftest import make_wheel, static_server
+from tests.deps.conftest import make_wheel, serving, static_server
 
 ADVISORY = {
     "id": "PYSEC-2026-7",
@@ -168,18 +167,10 @@ def test_max_age_is_served_from_disk_and_no_store_or_no_validator_is_not_kept(
     tmp_path: Path, path: str, requests: int, how: str
 ) -> None:
     handler = type("Handler", (_Fresh,), {"hits": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}{path}"
-    try:
-        with httpx.Client() as http:
-            cache = HttpCache(tmp_path / "c")
-            cache.get(http, url, {"Accept": "application/json"})
-            second = cache.get(http, url, {"Accept": "application/json"})
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler) as base, httpx.Client() as http:
+        cache = HttpCache(tmp_path / "c")
+        cache.get(http, f"{base}{path}", {"Accept": "application/json"})
+        second = cache.get(http, f"{base}{path}", {"Accept": "application/json"})
     assert len(handler.hits) == requests
     assert second.extensions["cache"] == how
     assert second.json() == {"files": []}
