@@ -21,7 +21,14 @@ from shipyard.blueprints.engine import Blueprint, RunContext, Step, StopRun
 from shipyard.blueprints.nodes import decide_node, deliver, finish, prepare, record_commit, verify
 from shipyard.config import DEFAULT_INDEX
 from shipyard.deps.index import PackageIndex
-from shipyard.deps.manifests import Change, LockTools, apply_changes, discover, refresh_locks
+from shipyard.deps.manifests import (
+    Change,
+    Dependency,
+    LockTools,
+    apply_changes,
+    discover,
+    refresh_locks,
+)
 from shipyard.deps.moves import moved
 from shipyard.deps.render import commit_message
 from shipyard.deps.risk import Assessment, assess_with_model, fetch_notes, heuristic, render
@@ -96,12 +103,16 @@ def bump(ctx: RunContext) -> None:
 
     updates: list[dict[str, Any]] = list(params.get("updates", []))
     if params.get("run_kind") == "lock":
-        before = [d for m in discover(workspace.path) for d in m.dependencies()]
+
+        def pins() -> list[Dependency]:
+            return [d for m in discover(workspace.path) for d in m.dependencies()]
+
+        before = pins()
         changed = refresh_locks(
             workspace.path, sandbox=sandbox, index_url=index_url, tools=tools, on_event=on_event
         )
         # what moved is known only now: record it for the report and the commit message
-        updates = moved(before, [d for m in discover(workspace.path) for d in m.dependencies()])
+        updates = moved(before, pins())
         ctx.emit(
             EventType.DEPS_UPDATES,
             {

@@ -445,10 +445,12 @@ def _lock_run(
 ) -> list[PlannedRun]:
     if config.lock_maintenance is None:
         return []
-    if locks is not None:
-        if not locks:
-            return []
-    elif not any(_is_lock(d.manifest) or not d.direct for d in dependencies):
+    has_locks = (
+        bool(locks)
+        if locks is not None
+        else any(_is_lock(d.manifest) or not d.direct for d in dependencies)
+    )
+    if not has_locks:
         return []
     if not due(config.lock_maintenance, now, history.last_lock_maintenance):
         return []

@@ -119,6 +119,9 @@ class Retriever:
         waiting: dict[FileKey, list[Chunk]] = {}  # chunked, some chunk not yet embedded
         queue: dict[str, Chunk] = {}  # new chunks by digest, in index order
 
+        def covered() -> int:  # files whose every chunk is stored
+            return len(scope) - len(todo) + chunked - len(waiting)
+
         def out_of_time() -> bool:
             return seconds is not None and batches > 0 and time.monotonic() - began >= seconds
 
@@ -136,7 +139,7 @@ class Retriever:
             embedded += len(digests)
             batches += 1
             if progress is not None:
-                progress(len(scope) - len(todo) + chunked - len(waiting), len(scope))
+                progress(covered(), len(scope))
 
         stopped = False
         for group in range(0, len(todo), READ_FILES):
@@ -160,10 +163,9 @@ class Retriever:
         while queue and not out_of_time():
             embed(self.batch)  # the last, partial batch
         embed(0)  # files whose chunks all had vectors already
-        covered = len(scope) - len(todo) + chunked - len(waiting)
         stats = IndexStats(
             files=len(scope), chunked=chunked, embedded=embedded, reused=reused,
-            seconds=round(time.monotonic() - began, 3), covered=covered,
+            seconds=round(time.monotonic() - began, 3), covered=covered(),
         )  # fmt: skip
         logger.info("indexed %s at %s: %s", tree.workspace, tree.commit[:12], stats)
         return stats
