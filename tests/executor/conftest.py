@@ -21,6 +21,7 @@ import pytest
 
 from shipyard.executor import ExecutorSettings
 from shipyard.model import ChangeType, Task
+from shipyard.sandbox.mountns import mounts_under
 from shipyard.store import Store
 from shipyard.store.leases import Leases
 from tests.conftest import EXAMPLES, SHIPYARD
@@ -37,9 +38,7 @@ def free_port() -> int:
 
 def unmount_under(directory: Path) -> None:
     """Unmount whatever is mounted below ``directory``, deepest first."""
-    root = str(directory.resolve()) + "/"
-    with open("/proc/self/mounts", encoding="utf-8") as mounts:
-        points = [line.split()[1] for line in mounts if line.split()[1].startswith(root)]
+    points = mounts_under(directory, Path("/proc/self/mountinfo").read_text(encoding="utf-8"))
     for point in sorted(points, key=len, reverse=True):
         subprocess.run(["umount", point], capture_output=True, timeout=30, check=False)
 

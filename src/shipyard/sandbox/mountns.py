@@ -93,8 +93,7 @@ class PrivateMounts:
         """``fn()`` in a thread that has joined this namespace (the caller's stays where it is)."""
 
         def inside() -> T:
-            _check(_libc.unshare(CLONE_FS), "unshare(CLONE_FS)")  # setns refuses a shared fs_struct
-            _check(_libc.setns(self.fd, CLONE_NEWNS), "setns(mount namespace)")
+            self.enter()
             return fn()
 
         return _in_thread(inside)
@@ -104,7 +103,8 @@ class PrivateMounts:
 
         setns refuses a process whose filesystem attributes are shared. A child forked from a
         thread of a process that loaded some native libraries (torch, for the embedding model) was
-        seen sharing them, so the child takes a private copy first, as ``run`` does."""
+        seen sharing them, so the caller takes a private copy first (``run``'s threads share
+        theirs with the process, so they do the same)."""
         _check(_libc.unshare(CLONE_FS), "unshare(CLONE_FS)")
         _check(_libc.setns(self.fd, CLONE_NEWNS), "setns(mount namespace)")
 
